@@ -1,0 +1,99 @@
+//! L1: an in-process cache (moka), bounded in bytes.
+//!
+//! It keeps chunk bodies the process already holds in memory (remote hits, `put` of bytes) and
+//! remembers verified local files (a few hundred bytes each), so a repeated lookup skips both
+//! the remote and the re-verification of the local file. Request coalescing (one lookup per
+//! chunk however many callers ask at once) lives in [`super::Tiered`], around all tiers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use moka::future::Cache;
+
+use super::{Chunk, ChunkStore, StoreError, Tier};
+use crate::chunkfile::{ChunkData, verify_bytes};
+use crate::model::ChunkKey;
+
+/// What an entry that only points at a local file weighs.
+const FILE_ENTRY_WEIGHT: u32 = 512;
+
+/// The memory tier.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<ChunkKey, Arc<Chunk>>,
+    capacity: u64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("capacity", &self.capacity).finish()
+    }
+}
+
+impl MemoryStore {
+    /// A cache holding at most `capacity` bytes of chunk data.
+    pub fn new(capacity: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_k, v: &Arc<Chunk>| match &v.data {
+                ChunkData::Bytes(b) => u32::try_from(b.len()).unwrap_or(u32::MAX),
+                ChunkData::File(_) => FILE_ENTRY_WEIGHT,
+            })
+            .build();
+        Self { cache, capacity }
+    }
+
+    /// Bytes currently held (after pending evictions are applied).
+    pub async fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.weighted_size()
+    }
+
+    /// Entries currently held.
+    pub async fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+}
+
+#[async_trait]
+impl ChunkStore for MemoryStore {
+    fn tier(&self) -> Tier {
+        Tier::Memory
+    }
+
+    fn describe(&self) -> String {
+        format!("memory ({} bytes)", self.capacity)
+    }
+
+    async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
+        let Some(chunk) = self.cache.get(key).await else {
+            return Ok(None);
+        };
+        if let ChunkData::File(p) = &chunk.data
+            && !p.exists()
+        {
+            // The local file was pruned by another process: forget it.
+            self.cache.invalidate(key).await;
+            return Ok(None);
+        }
+        Ok(Some((*chunk).clone()))
+    }
+
+    async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        if !chunk.meta.complete {
+            return Ok(());
+        }
+        if let ChunkData::Bytes(b) = &chunk.data {
+            // Bytes are checked as they come in, so what is served later is sound.
+            verify_bytes(b, Some(&chunk.key))?;
+        }
+        self.cache.insert(chunk.key.clone(), Arc::new(chunk.clone())).await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &ChunkKey) -> Result<(), StoreError> {
+        self.cache.invalidate(key).await;
+        Ok(())
+    }
+}
