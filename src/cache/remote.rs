@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{
+    ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
 use tokio::io::AsyncReadExt;
 use tracing::warn;
 use url::Url;
@@ -107,8 +109,13 @@ impl RemoteStore {
             max_retries: 2,
             retry_timeout: opts.timeout,
         };
+        // One request may take a little longer than the whole operation, so the operation's
+        // own timeout (in `timed`) is what fires, with a message that says so.
+        let request_timeout = opts.timeout + Duration::from_secs(1);
+        let timeout = format!("{}ms", request_timeout.as_millis());
+        let connect = format!("{}ms", opts.connect_timeout.as_millis());
         let mut client = ClientOptions::new()
-            .with_timeout(opts.timeout)
+            .with_timeout(request_timeout)
             .with_connect_timeout(opts.connect_timeout);
         // Everything after the bucket/container (or the URL path for HTTP) is a key prefix.
         let prefix = url.path().trim_matches('/').to_string();
@@ -122,10 +129,10 @@ impl RemoteStore {
                     client = client.with_default_headers(headers);
                 }
                 client = client.with_allow_http(true);
+                // HttpStore joins keys with its own '/': the base must not end with one.
                 let mut base = url.clone();
-                if !base.path().ends_with('/') {
-                    base.set_path(&format!("{}/", base.path()));
-                }
+                let trimmed = base.path().trim_end_matches('/').to_string();
+                base.set_path(&trimmed);
                 let store = object_store::http::HttpBuilder::new()
                     .with_url(base.as_str())
                     .with_client_options(client)
@@ -135,39 +142,36 @@ impl RemoteStore {
                 // HttpStore has no multipart upload: files are PUT whole.
                 return Ok(Self::new(Arc::new(store), shown, opts, false));
             }
-            "s3" => (
-                Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(url.as_str())
-                        .with_client_options(client)
-                        .with_retry(retry)
-                        .build()
-                        .map_err(|e| refuse(e.to_string()))?,
-                ),
-                true,
-            ),
-            "gs" => (
-                Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(url.as_str())
-                        .with_client_options(client)
-                        .with_retry(retry)
-                        .build()
-                        .map_err(|e| refuse(e.to_string()))?,
-                ),
-                true,
-            ),
-            "az" | "azure" | "abfs" | "abfss" => (
-                Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(url.as_str())
-                        .with_client_options(client)
-                        .with_retry(retry)
-                        .build()
-                        .map_err(|e| refuse(e.to_string()))?,
-                ),
-                true,
-            ),
+            // Cloud stores read their credentials and client settings (AWS_ALLOW_HTTP,
+            // AWS_ENDPOINT, proxies…) from the environment; only the timeouts are set here, as
+            // config keys, so the environment's client settings are kept.
+            "s3" => {
+                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
+                let b = AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
+                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
+                    .with_retry(retry);
+                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
+            }
+            "gs" => {
+                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
+                let b = GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str())
+                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
+                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
+                    .with_retry(retry);
+                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
+                let b = MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str())
+                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
+                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
+                    .with_retry(retry);
+                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
+            }
             "file" => {
                 let path = url.to_file_path().map_err(|()| refuse("not a local path".into()))?;
                 std::fs::create_dir_all(&path).map_err(|e| refuse(e.to_string()))?;
