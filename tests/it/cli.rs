@@ -233,3 +233,67 @@ async fn a_config_file_supplies_defaults_and_flags_override_it() {
         .code(2)
         .stderr_has("concurency");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_exits_130_and_leaves_no_partial_files() {
+    for signal in ["INT", "TERM"] {
+        let env = Env::with(
+            fake_tardis::FakeTardis::builder()
+                .api_key(crate::support::KEY)
+                .first_byte_latency(std::time::Duration::from_secs(3)),
+        )
+        .await;
+        for d in ["2024-03-05", "2024-03-06", "2024-03-07"] {
+            env.serve_generated("deribit", "trades", "BTC-PERPETUAL", date(d), 50_000, 1);
+        }
+        let mut c = env.cmd();
+        c.args([
+            "download",
+            "--api-key",
+            crate::support::KEY,
+            "-e",
+            "deribit",
+            "-s",
+            "BTC-PERPETUAL",
+        ]);
+        c.args([
+            "--from",
+            "2024-03-05",
+            "--to",
+            "2024-03-08",
+            "-o",
+            env.out.to_str().unwrap(),
+        ]);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        // Wait until requests are in flight.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while env.tardis.dataset_requests().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert!(
+            !env.out.exists() || crate::support::files_under(&env.out).is_empty(),
+            "no output after SIG{signal}"
+        );
+        let leftovers: Vec<_> = env
+            .cache_files()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "spool"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary files left after SIG{signal}: {leftovers:?}"
+        );
+    }
+}

@@ -308,7 +308,7 @@ async fn a_stalled_body_times_out_and_is_retried() {
     assert_eq!(
         env.dataset_requests(),
         2,
-        "read_timeout (2 s in the test config) ends the stalled attempt"
+        "read_timeout (3 s in the test config) ends the stalled attempt"
     );
     assert_rows(&out, &csv);
 }

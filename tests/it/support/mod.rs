@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod nginx;
 
 use std::path::{Path, PathBuf};
@@ -26,8 +27,8 @@ const FAST_CONFIG: &str = r#"
 max_retries = 3
 retry_initial_backoff = "10ms"
 retry_max_backoff = "40ms"
-connect_timeout = "2s"
-read_timeout = "2s"
+connect_timeout = "5s"
+read_timeout = "3s"
 remote_cache_timeout = "3s"
 "#;
 
