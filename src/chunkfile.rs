@@ -15,7 +15,6 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::ArrowError;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -25,6 +24,7 @@ use parquet::file::reader::ChunkReader;
 use twox_hash::XxHash3_64;
 
 use crate::model::{ChunkKey, DataType, LOCAL_TIMESTAMP_INDEX};
+use crate::parquet_writer::ParallelWriter;
 
 /// Key/value metadata names written into every chunk file footer.
 pub mod meta_keys {
@@ -94,15 +94,43 @@ impl ChunkFileError {
     }
 }
 
-/// Writer properties for cache chunk files: zstd, column-chunk statistics, row groups sized
-/// per data type. (The merge reads whole files, so no page index.)
+/// Column encodings for Tardis data, measured on 6M rows of trades (benches, issue 4): the
+/// arrival-ordered timestamps delta-pack (no dictionary: nearly every value is new), and trade
+/// ids, mostly consecutive numbers, prefix-compress (DELTA_BYTE_ARRAY). Together 15% smaller
+/// and 15% faster to encode than dictionaries everywhere; prices, amounts and the few distinct
+/// strings keep their dictionaries.
+pub fn with_column_encodings(
+    mut builder: parquet::file::properties::WriterPropertiesBuilder,
+    data_type: DataType,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    use crate::model::ColumnKind;
+    use parquet::basic::Encoding;
+    use parquet::schema::types::ColumnPath;
+    for col in data_type.columns() {
+        let path = ColumnPath::from(col.name.as_str());
+        if col.kind == ColumnKind::Timestamp {
+            builder = builder
+                .set_column_dictionary_enabled(path, false)
+                .set_column_encoding(ColumnPath::from(col.name.as_str()), Encoding::DELTA_BINARY_PACKED);
+        } else if col.name == "id" {
+            builder = builder
+                .set_column_dictionary_enabled(path, false)
+                .set_column_encoding(ColumnPath::from(col.name.as_str()), Encoding::DELTA_BYTE_ARRAY);
+        }
+    }
+    builder
+}
+
+/// Writer properties for cache chunk files: zstd(1) (fast; the cache is rewritten into outputs
+/// anyway), column-chunk statistics, row groups sized per data type. (The merge reads whole
+/// files, so no page index.)
 pub fn chunk_writer_properties(data_type: DataType) -> WriterProperties {
-    WriterProperties::builder()
+    let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_offset_index_disabled(true)
-        .set_max_row_group_row_count(Some(data_type.row_group_rows()))
-        .build()
+        .set_max_row_group_row_count(Some(data_type.row_group_rows()));
+    with_column_encodings(builder, data_type).build()
 }
 
 /// A `Write` that hashes and counts everything passing through it.
@@ -171,7 +199,7 @@ pub fn local_ts(batch: &RecordBatch) -> Option<&TimestampMicrosecondArray> {
 ///
 /// Used for chunk files and for merged outputs, so both can be verified before they are trusted.
 pub struct SealedWriter<W: Write + Read + Seek + Send> {
-    writer: ArrowWriter<HashingWriter<W>>,
+    writer: ParallelWriter<HashingWriter<W>>,
     stats: BatchStats,
 }
 
@@ -183,16 +211,23 @@ pub struct Sealed {
 }
 
 impl<W: Write + Read + Seek + Send> SealedWriter<W> {
+    /// `threads` > 1 encodes columns on that many threads (see [`ParallelWriter`]).
+    ///
     /// # Errors
     /// Fails when the Parquet writer cannot be created.
-    pub fn new(inner: W, schema: arrow_schema::SchemaRef, props: WriterProperties) -> Result<Self, ChunkFileError> {
+    pub fn new(
+        inner: W,
+        schema: arrow_schema::SchemaRef,
+        props: WriterProperties,
+        threads: usize,
+    ) -> Result<Self, ChunkFileError> {
         let hashing = HashingWriter {
             inner,
             hasher: XxHash3_64::with_seed(0),
             bytes: 0,
         };
         Ok(Self {
-            writer: ArrowWriter::try_new(hashing, schema, Some(props))?,
+            writer: ParallelWriter::try_new(hashing, schema, props, threads)?,
             stats: BatchStats::new(),
         })
     }
@@ -271,6 +306,7 @@ impl<W: Write + Read + Seek + Send> ChunkFileWriter<W> {
             inner,
             data_type.schema(),
             chunk_writer_properties(data_type),
+            1,
         )?))
     }
 

@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod merge;
 pub mod model;
 pub mod output;
+pub mod parquet_writer;
 pub mod progress;
 pub mod report;
 pub mod settings;

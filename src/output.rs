@@ -18,6 +18,7 @@ use crate::cache::Chunk;
 use crate::cancel::Cancel;
 use crate::chunkfile::{
     ChunkData, ChunkFileError, ChunkFileWriter, SealedWriter, meta_keys, verify_file, verify_sealed_file,
+    with_column_encodings,
 };
 use crate::merge::{MergeError, MergeInput, merge};
 use crate::model::{DataType, fs_component};
@@ -70,13 +71,19 @@ pub enum OutputError {
     },
 }
 
-/// Writer properties of merged outputs: zstd(3) for size, statistics for readers' pruning.
+/// Writer properties of merged outputs: zstd(3) for size, page statistics and indexes for
+/// readers' pruning, the column encodings of [`with_column_encodings`].
 fn output_properties(data_type: DataType) -> WriterProperties {
-    WriterProperties::builder()
+    let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(data_type.row_group_rows()))
-        .build()
+        .set_max_row_group_row_count(Some(data_type.row_group_rows()));
+    with_column_encodings(builder, data_type).build()
+}
+
+/// Threads encoding a merged output's columns.
+fn encode_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Describes the run in the output's metadata (no key, no credentials).
@@ -191,8 +198,13 @@ pub fn write_merged(
         path: tmp.tmp.clone(),
         source,
     })?;
-    let mut writer =
-        SealedWriter::new(file, ctx.data_type.schema(), output_properties(ctx.data_type)).map_err(write_err)?;
+    let mut writer = SealedWriter::new(
+        file,
+        ctx.data_type.schema(),
+        output_properties(ctx.data_type),
+        encode_threads(),
+    )
+    .map_err(write_err)?;
     let inputs = chunks
         .iter()
         .map(|c| MergeInput {
