@@ -106,6 +106,12 @@ pub fn with_column_encodings(
     use crate::model::ColumnKind;
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
+    // Every column writer buffers up to a dictionary page and a data page; with 104 columns
+    // (book_snapshot_25) the default 1 MiB each is hundreds of MB per open file.
+    let page_bytes = data_type.page_bytes();
+    builder = builder
+        .set_data_page_size_limit(page_bytes)
+        .set_dictionary_page_size_limit(page_bytes);
     for col in data_type.columns() {
         let path = ColumnPath::from(col.name.as_str());
         if col.kind == ColumnKind::Timestamp {

@@ -115,7 +115,9 @@ pub async fn run(
             retry: settings.retry,
             spool_dir: local.spool_dir(),
         };
-        Some(Arc::new(Fetcher::new(client, config, stats.clone())))
+        let fetcher = Fetcher::new(client, config, stats.clone())
+            .map_err(|e| StoreError::io("starting the decoding threads", e))?;
+        Some(Arc::new(fetcher))
     };
     let tiered = Tiered::new(
         memory,
@@ -144,6 +146,9 @@ pub async fn run(
     )
     .await;
 
+    if let Some(f) = &fetcher {
+        f.shutdown_decoders().await;
+    }
     let mut counts = ChunkCounts {
         total: plan.requests.len() as u64,
         ..ChunkCounts::default()

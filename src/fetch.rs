@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::chunkfile::{ChunkFileWriter, ChunkMeta, sort_by_local_ts};
 use crate::decode::decode_gzip_csv;
 use crate::model::{ChunkKey, day_start};
+use crate::pool::Pool;
 use crate::spool::spool;
 use crate::tardis::{FetchError, TardisClient};
 
@@ -88,7 +89,8 @@ pub struct Fetched {
 pub struct Fetcher {
     client: TardisClient,
     downloads: Arc<Semaphore>,
-    decoders: Arc<Semaphore>,
+    /// One thread per core decoding spooled bodies into chunk files.
+    decoders: Arc<Pool>,
     rate: Option<DefaultDirectRateLimiter>,
     retry: RetryPolicy,
     spool_dir: PathBuf,
@@ -111,11 +113,14 @@ impl std::fmt::Debug for Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> Self {
-        Self {
+    /// # Errors
+    /// The decoding threads cannot be started.
+    pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> std::io::Result<Self> {
+        let decoders = Arc::new(Pool::new("decode", config.decoders.max(1))?);
+        Ok(Self {
             client,
             downloads: Arc::new(Semaphore::new(config.concurrency.max(1))),
-            decoders: Arc::new(Semaphore::new(config.decoders.max(1))),
+            decoders,
             rate: config.rate_limit.map(|n| RateLimiter::direct(Quota::per_second(n))),
             retry: config.retry,
             spool_dir: config.spool_dir,
@@ -125,7 +130,7 @@ impl Fetcher {
             probes: Arc::default(),
             exported: Mutex::new(HashMap::new()),
             spool_seq: AtomicU64::new(0),
-        }
+        })
     }
 
     pub fn client(&self) -> &TardisClient {
@@ -135,6 +140,13 @@ impl Fetcher {
     /// The gate that holds non-probe fetches until the probe chunks have been answered.
     pub fn probes(&self) -> &ProbeGate {
         &self.probes
+    }
+
+    /// Stops the decoding threads once no more fetches will come, so the memory their
+    /// allocator caches hold is returned before the outputs are written.
+    pub async fn shutdown_decoders(&self) {
+        let pool = self.decoders.clone();
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
     }
 
     /// A ticket for one probe chunk (see [`ProbeGate`]).
@@ -315,13 +327,13 @@ impl Fetcher {
         let (mut writer, reader) =
             spool(spool_path.clone()).map_err(local_err(format!("creating spool file {}", spool_path.display())))?;
 
-        // Decode on a blocking thread once a core is free; meanwhile the body keeps spooling.
+        // Decode on a pool thread once one is free; meanwhile the body keeps spooling.
         let decoders = self.decoders.clone();
         let (dkey, ddest) = (key.clone(), dest.to_path_buf());
         let name = key.to_string();
         let decode = tokio::spawn(async move {
-            let _core = decoders.acquire_owned().await.expect("semaphore never closed");
-            tokio::task::spawn_blocking(move || write_chunk_file(&dkey, reader, &ddest, complete))
+            decoders
+                .run(move || write_chunk_file(&dkey, reader, &ddest, complete))
                 .await
                 .unwrap_or_else(|e| {
                     Err(FetchError::Local {

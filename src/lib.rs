@@ -24,6 +24,7 @@ pub mod merge;
 pub mod model;
 pub mod output;
 pub mod parquet_writer;
+pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod settings;

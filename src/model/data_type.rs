@@ -144,6 +144,16 @@ impl DataType {
         }
     }
 
+    /// Limit of one Parquet data or dictionary page, per column: 1 MiB (the default) for narrow
+    /// types, less for wide ones so that a writer's buffers stay around 30 MB.
+    pub fn page_bytes(self) -> usize {
+        match self {
+            DataType::BookSnapshot25 => 128 * 1024,
+            DataType::OptionsChain | DataType::BookSnapshot5 => 512 * 1024,
+            _ => 1024 * 1024,
+        }
+    }
+
     fn build_schema(self, timestamp: ArrowType) -> SchemaRef {
         let fields: Vec<Field> = self
             .columns()

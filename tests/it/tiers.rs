@@ -284,7 +284,7 @@ fn fetcher(env: &Env, spool: &std::path::Path) -> Arc<Fetcher> {
         retry: RetryPolicy::default(),
         spool_dir: spool.to_path_buf(),
     };
-    Arc::new(Fetcher::new(client, config, Arc::new(FetchStats::default())))
+    Arc::new(Fetcher::new(client, config, Arc::new(FetchStats::default())).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
