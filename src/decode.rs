@@ -6,15 +6,12 @@
 //! a valid day with no rows (<https://docs.tardis.dev/downloadable-csv-files>).
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 use flate2::bufread::MultiGzDecoder;
 
-use crate::model::{ColumnKind, DataType};
+use crate::model::DataType;
 
 /// Size of the buffer between the socket/spool and the inflater.
 const COMPRESSED_BUF: usize = 256 * 1024;
@@ -32,6 +29,13 @@ pub enum DecodeError {
         detail: String,
     },
     /// A row that does not parse into the schema.
+    #[error("{file}: {source}")]
+    Row {
+        file: String,
+        #[source]
+        source: crate::csv::RowError,
+    },
+    /// A batch that Arrow refuses (e.g. invalid UTF-8 in a text column).
     #[error("{file}: {source}")]
     Csv {
         file: String,
@@ -73,30 +77,6 @@ pub struct DecodeStats {
     pub rows: u64,
     /// Bytes of inflated CSV, header included.
     pub csv_bytes: u64,
-}
-
-/// Counts the bytes read through it.
-struct Counting<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: BufRead> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counting<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.count += amt as u64;
-        self.inner.consume(amt);
-    }
 }
 
 /// Decodes a gzip-compressed Tardis CSV from `input`, handing each batch to `sink`.
@@ -148,62 +128,42 @@ pub fn decode_csv<R, E>(
     data_type: DataType,
     file: &str,
     csv: R,
-    mut sink: impl FnMut(RecordBatch) -> Result<(), E>,
+    sink: impl FnMut(RecordBatch) -> Result<(), E>,
 ) -> Result<DecodeStats, DecodeError>
 where
     R: BufRead,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut csv = Counting { inner: csv, count: 0 };
+    let mut csv = csv;
     let io_err = |e: io::Error| input_or_gzip(file, e);
 
     // The header: checked by us, so the error can say exactly which columns differ.
     let mut header = Vec::new();
-    csv.inner.read_until(b'\n', &mut header).map_err(io_err)?;
-    csv.count += header.len() as u64;
+    csv.read_until(b'\n', &mut header).map_err(io_err)?;
     if header.is_empty() {
         return Ok(DecodeStats::default());
     }
     check_header(data_type, file, &header)?;
 
-    let csv_schema = data_type.csv_schema();
-    let mut decoder = arrow_csv::ReaderBuilder::new(csv_schema)
-        .with_header(false)
-        .with_batch_size(data_type.batch_rows())
-        .build_decoder();
-    let mut rows = 0u64;
-    // Data rows are numbered from 1 in errors: line N of the file is data row N-1.
-    let csv_err = |source: ArrowError| DecodeError::Csv {
-        file: file.to_string(),
-        source,
-    };
-    let mut emit = |batch: RecordBatch, rows: &mut u64| -> Result<(), DecodeError> {
-        *rows += batch.num_rows() as u64;
-        let typed = to_output(data_type, batch).map_err(csv_err)?;
-        sink(typed).map_err(|e| DecodeError::Sink {
+    let mut decoder = crate::csv::CsvDecoder::new(data_type, 2);
+    let body_bytes = crate::csv::decode_stream(&mut decoder, &mut csv, sink).map_err(|e| match e {
+        crate::csv::StreamError::Io(e) => io_err(e),
+        crate::csv::StreamError::Row(source) => DecodeError::Row {
+            file: file.to_string(),
+            source,
+        },
+        crate::csv::StreamError::Arrow(source) => DecodeError::Csv {
+            file: file.to_string(),
+            source,
+        },
+        crate::csv::StreamError::Sink(e) => DecodeError::Sink {
             file: file.to_string(),
             source: Box::new(e),
-        })
-    };
-    loop {
-        let buf = csv.fill_buf().map_err(io_err)?;
-        if buf.is_empty() {
-            break;
-        }
-        let consumed = decoder.decode(buf).map_err(csv_err)?;
-        csv.consume(consumed);
-        if decoder.capacity() == 0
-            && let Some(batch) = decoder.flush().map_err(csv_err)?
-        {
-            emit(batch, &mut rows)?;
-        }
-    }
-    if let Some(batch) = decoder.flush().map_err(csv_err)? {
-        emit(batch, &mut rows)?;
-    }
+        },
+    })?;
     Ok(DecodeStats {
-        rows,
-        csv_bytes: csv.count,
+        rows: decoder.rows_decoded(),
+        csv_bytes: header.len() as u64 + body_bytes,
     })
 }
 
@@ -258,34 +218,10 @@ fn list(cols: &[&str]) -> String {
     s
 }
 
-/// Turns a batch parsed with [`DataType::csv_schema`] (timestamps as `Int64`) into the output
-/// schema, reinterpreting the integer microseconds as `Timestamp(µs, UTC)` without copying.
-///
-/// # Errors
-/// Fails only if the batch does not match the data type's schema.
-pub fn to_output(data_type: DataType, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .zip(data_type.columns())
-        .map(|(array, col)| {
-            if col.kind == ColumnKind::Timestamp {
-                let ints = array.as_primitive::<Int64Type>();
-                Arc::new(
-                    TimestampMicrosecondArray::new(ints.values().clone(), ints.nulls().cloned()).with_timezone("UTC"),
-                ) as ArrayRef
-            } else {
-                array.clone()
-            }
-        })
-        .collect();
-    RecordBatch::try_new(data_type.schema(), columns)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Array, BooleanArray, Float64Array, StringArray};
+    use arrow_array::{Array, BooleanArray, Float64Array, StringArray, TimestampMicrosecondArray};
     use flate2::Compression;
     use flate2::write::GzEncoder;
     use std::io::Write;

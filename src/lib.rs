@@ -16,6 +16,7 @@ pub mod cache_cmd;
 pub mod cancel;
 pub mod chunkfile;
 pub mod cli;
+pub mod csv;
 pub mod decode;
 pub mod download;
 pub mod exit;

@@ -35,6 +35,8 @@ enum Slot {
         name: String,
         reader: ParquetRecordBatchReader,
         batch: RecordBatch,
+        /// Identifies `batch` for the output's gather (unique over the merge).
+        seq: u64,
         pos: usize,
     },
     Done,
@@ -67,6 +69,7 @@ pub fn merge<E>(
     }
     let mut out = Output::new(schema.clone(), batch_rows);
     let mut rows = 0u64;
+    let mut next_seq = 0u64;
     while let Some(Reverse((_, i))) = heap.pop() {
         if let Slot::Pending(_) = &slots[i] {
             let Slot::Pending(input) = std::mem::replace(&mut slots[i], Slot::Done) else {
@@ -75,10 +78,12 @@ pub fn merge<E>(
             let mut reader = input.data.reader(batch_rows).map_err(MergeError::Chunk)?;
             if let Some(batch) = next_batch(&mut reader, &input.name, &schema, range)? {
                 heap.push(Reverse((first_ts(&batch), i)));
+                next_seq += 1;
                 slots[i] = Slot::Open {
                     name: input.name,
                     reader,
                     batch,
+                    seq: next_seq,
                     pos: 0,
                 };
             }
@@ -88,6 +93,7 @@ pub fn merge<E>(
             name,
             reader,
             batch,
+            seq,
             pos,
         } = &mut slots[i]
         else {
@@ -104,7 +110,7 @@ pub fn merge<E>(
         };
         // The popped head always sorts first, so at least one row is taken.
         let end = end.max(*pos + 1);
-        out.push(batch, *pos, end, &mut sink).map_err(MergeError::Sink)?;
+        out.push(*seq, batch, *pos, end, &mut sink).map_err(MergeError::Sink)?;
         rows += (end - *pos) as u64;
         *pos = end;
         if *pos < batch.num_rows() {
@@ -113,7 +119,9 @@ pub fn merge<E>(
             match next_batch(reader, name, &schema, range)? {
                 Some(b) => {
                     heap.push(Reverse((first_ts(&b), i)));
+                    next_seq += 1;
                     *batch = b;
+                    *seq = next_seq;
                     *pos = 0;
                 }
                 None => slots[i] = Slot::Done,
@@ -182,8 +190,9 @@ fn next_batch<E>(
 struct Output {
     schema: SchemaRef,
     batch_rows: usize,
-    /// Source batches referenced by `indices` (a batch may appear once per distinct run).
+    /// Distinct source batches referenced by `indices`, and their sequence numbers.
     sources: Vec<RecordBatch>,
+    seqs: Vec<u64>,
     indices: Vec<(usize, usize)>,
 }
 
@@ -193,12 +202,14 @@ impl Output {
             schema,
             batch_rows,
             sources: Vec::new(),
+            seqs: Vec::new(),
             indices: Vec::new(),
         }
     }
 
     fn push<E>(
         &mut self,
+        seq: u64,
         batch: &RecordBatch,
         start: usize,
         end: usize,
@@ -208,11 +219,12 @@ impl Output {
             self.flush(sink)?;
             return sink(batch.slice(start, end - start));
         }
-        // Reuse the slot of the same source batch if it was the last one referenced.
-        let src = match self.sources.last() {
-            Some(last) if same_batch(last, batch) => self.sources.len() - 1,
-            _ => {
+        // Few distinct batches are live at once (about one per open chunk): a linear search.
+        let src = match self.seqs.iter().position(|s| *s == seq) {
+            Some(i) => i,
+            None => {
                 self.sources.push(batch.clone());
+                self.seqs.push(seq);
                 self.sources.len() - 1
             }
         };
@@ -226,6 +238,7 @@ impl Output {
     fn flush<E>(&mut self, sink: &mut impl FnMut(RecordBatch) -> Result<(), E>) -> Result<(), E> {
         if self.indices.is_empty() {
             self.sources.clear();
+            self.seqs.clear();
             return Ok(());
         }
         let refs: Vec<&RecordBatch> = self.sources.iter().collect();
@@ -233,18 +246,10 @@ impl Output {
             arrow_select::interleave::interleave_record_batch(&refs, &self.indices).expect("sources share the schema");
         debug_assert_eq!(batch.schema().fields(), self.schema.fields());
         self.sources.clear();
+        self.seqs.clear();
         self.indices.clear();
         sink(batch)
     }
-}
-
-/// Whether two batches share their buffers (the same decoded batch).
-fn same_batch(a: &RecordBatch, b: &RecordBatch) -> bool {
-    a.num_rows() == b.num_rows()
-        && a.columns()
-            .iter()
-            .zip(b.columns())
-            .all(|(x, y)| x.to_data().ptr_eq(&y.to_data()))
 }
 
 #[cfg(test)]

@@ -110,16 +110,7 @@ impl DataType {
     /// The Arrow schema of the output (timestamps typed as `Timestamp(µs, UTC)`).
     pub fn schema(self) -> SchemaRef {
         static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
-        SCHEMAS.get_or_init(|| Self::ALL.iter().map(|t| t.build_schema(timestamp_type())).collect())[self.index()]
-            .clone()
-    }
-
-    /// The schema the CSV parser reads with: like [`Self::schema`] but timestamps as `Int64`,
-    /// because Tardis writes integer microseconds, which arrow-csv's timestamp parser rejects.
-    pub fn csv_schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
-        SCHEMAS.get_or_init(|| Self::ALL.iter().map(|t| t.build_schema(ArrowType::Int64)).collect())[self.index()]
-            .clone()
+        SCHEMAS.get_or_init(|| Self::ALL.iter().map(|t| t.build_schema()).collect())[self.index()].clone()
     }
 
     /// Rows per Arrow record batch while decoding: about 4–8 MB of Arrow data per batch, so that
@@ -154,13 +145,13 @@ impl DataType {
         }
     }
 
-    fn build_schema(self, timestamp: ArrowType) -> SchemaRef {
+    fn build_schema(self) -> SchemaRef {
         let fields: Vec<Field> = self
             .columns()
             .iter()
             .map(|c| {
                 let ty = match c.kind {
-                    ColumnKind::Timestamp => timestamp.clone(),
+                    ColumnKind::Timestamp => timestamp_type(),
                     ColumnKind::Utf8 => ArrowType::Utf8,
                     ColumnKind::Boolean => ArrowType::Boolean,
                     ColumnKind::Float64 => ArrowType::Float64,
@@ -359,7 +350,6 @@ mod tests {
                 };
                 assert_eq!(f.data_type(), &expected, "{t} {}", c.name);
             }
-            assert_eq!(t.csv_schema().fields().len(), s.fields().len());
         }
     }
 }
