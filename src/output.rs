@@ -75,7 +75,9 @@ pub enum OutputError {
 /// readers' pruning, the column encodings of [`with_column_encodings`].
 fn output_properties(data_type: DataType) -> WriterProperties {
     let builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(data_type.output_zstd_level()).unwrap_or_default(),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(data_type.row_group_rows()));
     with_column_encodings(builder, data_type).build()

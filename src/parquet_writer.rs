@@ -25,7 +25,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
 /// Batches queued per worker before the producer waits.
-const QUEUE: usize = 4;
+const QUEUE: usize = 2;
 
 enum Msg {
     /// The writers of this worker's columns for a new row group: (column index, writer).
