@@ -10,6 +10,13 @@ use tickvault::exit::ExitCode;
 use tickvault::progress::BarReporter;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
+/// large buffers across threads, and glibc's per-thread arenas keep a varying share of them,
+/// so the peak RSS of one pull varied by ±15% between runs (issue 4, benches/e2e.py rss).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
