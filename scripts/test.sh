@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Sets up what the test suite needs and runs it. This is the test command of README.md.
 #
-# Needs: the Rust toolchain; nginx (Debian package `nginx`, with the WebDAV module) for the
-# remote-cache tier; moto's S3 server (PyPI `moto[server]`, installed into a virtualenv under
-# ~/.cache). Both are installed when missing; the tests fail, never skip, without them.
+# Needs: the Rust toolchain; make and a C compiler (zstd and jemalloc are built from C); nginx
+# (Debian package `nginx`, with the WebDAV module) for the remote-cache tier; moto's S3 server
+# (PyPI `moto[server]`, installed into a virtualenv under ~/.cache). All are installed when
+# missing; the tests fail, never skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}"
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+# zstd-sys and jemalloc (the binary's allocator) build C code: a C compiler and make.
+if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    echo "test.sh: installing make and a C compiler (Debian packages) to build zstd and jemalloc" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq make gcc >/dev/null
+fi
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "test.sh: installing nginx (Debian package) for the remote-cache tests" >&2
