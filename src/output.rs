@@ -141,6 +141,15 @@ impl TempOutput {
         })
     }
 
+    /// Creates the temporary file, opened for a [`SealedWriter`].
+    fn create_file(&self) -> Result<File, OutputError> {
+        crate::chunkfile::create_sealed_file(&self.tmp).map_err(|source| OutputError::Io {
+            what: "creating",
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+
     fn commit(mut self) -> Result<(), OutputError> {
         std::fs::rename(&self.tmp, &self.target).map_err(|source| OutputError::Io {
             what: "renaming into",
@@ -195,11 +204,7 @@ pub fn write_merged(
         path: path.to_path_buf(),
         source,
     };
-    let file = crate::chunkfile::create_sealed_file(&tmp.tmp).map_err(|source| OutputError::Io {
-        what: "creating",
-        path: tmp.tmp.clone(),
-        source,
-    })?;
+    let file = tmp.create_file()?;
     let mut writer = SealedWriter::new(
         file,
         ctx.data_type.schema(),
@@ -338,11 +343,7 @@ fn filter_partition(
         path: dest.to_path_buf(),
         source,
     };
-    let file = crate::chunkfile::create_sealed_file(&tmp.tmp).map_err(|source| OutputError::Io {
-        what: "creating",
-        path: tmp.tmp.clone(),
-        source,
-    })?;
+    let file = tmp.create_file()?;
     let mut writer = ChunkFileWriter::new(file, ctx.data_type).map_err(write_err)?;
     let input = MergeInput {
         name: chunk.key.to_string(),
