@@ -154,17 +154,26 @@ impl Summary {
         match self.status {
             RunStatus::Ok => {}
             RunStatus::Failed => {
-                let _ = writeln!(
-                    s,
-                    "error: {} of {} chunks failed; the others are cached, so a re-run fetches only the missing ones",
-                    c.failed, c.total
-                );
+                let _ = writeln!(s, "{}", failure_line(c.failed, c.total));
             }
             RunStatus::Interrupted => {
                 let _ = writeln!(s, "interrupted: no output written; completed chunks are cached");
             }
         }
         s
+    }
+}
+
+/// The last line of a failed run: what a re-run will have to do.
+fn failure_line(failed: u64, total: u64) -> String {
+    if failed == 0 {
+        "error: outputs were not written (see above); every chunk is cached, so a re-run only writes them".into()
+    } else if failed >= total {
+        format!("error: all {total} chunks failed; nothing was written or cached")
+    } else {
+        format!(
+            "error: {failed} of {total} chunks failed; the others are cached, so a re-run fetches only the missing ones"
+        )
     }
 }
 
@@ -208,5 +217,15 @@ mod tests {
         assert_eq!(group(100), "100");
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(17_500_000), "16.7 MiB");
+    }
+
+    #[test]
+    fn the_failure_line_says_what_a_rerun_does() {
+        assert!(failure_line(2, 6).starts_with("error: 2 of 6 chunks failed; the others are cached"));
+        assert_eq!(
+            failure_line(3, 3),
+            "error: all 3 chunks failed; nothing was written or cached"
+        );
+        assert!(failure_line(0, 4).contains("every chunk is cached"));
     }
 }
