@@ -12,17 +12,22 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}"
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
+# Debian packages, with the package lists refreshed at most once per run.
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then $sudo apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # zstd-sys and jemalloc (the binary's allocator) build C code: a C compiler and make.
 if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
     echo "test.sh: installing make and a C compiler (Debian packages) to build zstd and jemalloc" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq make gcc >/dev/null
+    apt_install make gcc
 fi
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "test.sh: installing nginx (Debian package) for the remote-cache tests" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx >/dev/null
+    apt_install nginx
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 "$nginx_bin" -V 2>&1 | grep -q -- --with-http_dav_module || {
