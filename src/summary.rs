@@ -167,7 +167,7 @@ impl Summary {
 /// The last line of a failed run: what a re-run will have to do.
 fn failure_line(failed: u64, total: u64) -> String {
     if failed == 0 {
-        "error: outputs were not written (see above); every chunk is cached, so a re-run only writes them".into()
+        "error: no chunk failed, but outputs were not written (see above); a re-run writes them".into()
     } else if failed >= total {
         format!("error: all {total} chunks failed; nothing was written or cached")
     } else {
@@ -226,6 +226,9 @@ mod tests {
             failure_line(3, 3),
             "error: all 3 chunks failed; nothing was written or cached"
         );
-        assert!(failure_line(0, 4).contains("every chunk is cached"));
+        assert_eq!(
+            failure_line(0, 4),
+            "error: no chunk failed, but outputs were not written (see above); a re-run writes them"
+        );
     }
 }
