@@ -4,33 +4,32 @@
 //! served by the first cache tier that holds it (memory, local Parquet, a remote edge cache) or
 //! fetched from the Tardis datasets API under a semaphore and a token bucket, decoded from
 //! gzip CSV into typed Arrow batches and sealed into a checksummed Parquet chunk file. The
-//! outputs merge the chunk files by `local_timestamp`.
+//! outputs merge the chunk files by `local_timestamp`. ARCHITECTURE.md walks a chunk through.
 //!
-//! Module map: [`model`] (pure types), [`tardis`] and [`fetch`] (the network), [`decode`] and
-//! [`spool`] (body → batches), [`chunkfile`] (the sealed file format), [`cache`] (the tiers),
-//! [`merge`] and [`output`] (the outputs), [`download`] (a run), [`app`] (commands).
+//! Module map, in pipeline order:
+//! - [`commands`]: the dispatcher, `download` wiring, `cache stats|verify|prune`;
+//! - [`settings`]: every option declared once, layered (flags, env, file, defaults), validated;
+//! - [`run`]: the plan of chunks, the run loop, the summary and exit codes, progress;
+//! - [`model`]: pure types (data types and schemas, chunk keys, ranges);
+//! - [`cache`]: the chunk file and the tiers (memory, local, remote) behind one trait;
+//! - [`fetch`]: admission, retries and one attempt at a chunk (GET → spool → decode);
+//! - [`tardis`]: the HTTP APIs, their errors, secrets;
+//! - [`decode`]: gzip CSV → typed Arrow batches;
+//! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
+//! - [`output`]: merged files and the partitioned dataset.
 
-pub mod app;
+#![warn(missing_docs)]
+
 pub mod cache;
-pub mod cache_cmd;
-pub mod cancel;
-pub mod chunkfile;
-pub mod cli;
-pub mod csv;
+pub mod commands;
 pub mod decode;
-pub mod download;
-pub mod exit;
+pub(crate) mod error;
 pub mod fetch;
-pub mod merge;
 pub mod model;
 pub mod output;
-pub mod parquet_writer;
-pub mod pool;
-pub mod progress;
-pub mod report;
+pub mod parquet;
+pub mod run;
 pub mod settings;
-pub mod spool;
-pub mod summary;
 pub mod tardis;
 
 /// `tickvault <version>`, as written into every file's metadata.

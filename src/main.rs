@@ -4,10 +4,10 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser as _;
-use tickvault::cli::Cli;
-use tickvault::exit::ExitCode;
-use tickvault::progress::BarReporter;
+use tickvault::commands;
+use tickvault::run::exit::ExitCode;
+use tickvault::run::progress::BarReporter;
+use tickvault::settings::cli::{Invocation, ParseError, parse};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
@@ -18,31 +18,73 @@ use tracing_subscriber::EnvFilter;
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            return ExitCode::Usage.into();
-        }
-        Err(e) if e.use_stderr() => {
-            // One line, like every other error; the usage text is one --help away.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("error: invalid usage")
-                .trim_start_matches("error: ");
-            return fail(&format!("{first} (see tickvault --help)"), ExitCode::Usage);
+    let invocation = match parse(std::env::args_os()) {
+        Ok(i) => i,
+        Err(e) => return parse_failure(e),
+    };
+    let o = &invocation.options;
+    let quiet = o.quiet.unwrap_or(false);
+    let show_bar = !quiet && o.progress.unwrap_or(true) && std::io::stderr().is_terminal();
+    let reporter = Arc::new(BarReporter::new(show_bar));
+    init_logging(&invocation, &reporter);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("{e:#}"), ExitCode::Failure),
+    };
+    let result = runtime.block_on(commands::run(&invocation, reporter));
+    // Let blocking work notice a cancellation and clean up its temporary files.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
+        Ok(outcome) => {
+            if let Some(text) = outcome.stderr.filter(|_| !quiet || outcome.code != ExitCode::Success) {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            }
+            if let Some(text) = outcome.stdout {
+                let mut out = std::io::stdout().lock();
+                // A closed pipe (`| head`) is not an error worth reporting.
+                let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
+            }
+            outcome.code.into()
         }
         Err(e) => {
-            // --help and --version.
-            let _ = e.print();
-            return ExitCode::Success.into();
+            let code = e.exit_code();
+            fail(&format!("{:#}", anyhow::Error::from(e)), code)
         }
+    }
+}
+
+/// `--help` and `--version` print and succeed; anything else is one line and exit code 2.
+fn parse_failure(e: ParseError) -> std::process::ExitCode {
+    let e = match e {
+        ParseError::Usage(u) => return fail(&u.0, ExitCode::Usage),
+        ParseError::Clap(e) => e,
     };
-    let show_bar = !cli.quiet && !cli.no_progress && std::io::stderr().is_terminal();
-    let reporter = Arc::new(BarReporter::new(show_bar));
-    let level = match (cli.quiet, cli.verbose) {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::Usage.into();
+    }
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::Success.into();
+    }
+    // One line, like every other error; the usage text is one --help away.
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("error: invalid usage")
+        .trim_start_matches("error: ");
+    fail(&format!("{first} (see tickvault --help)"), ExitCode::Usage)
+}
+
+fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
+    let o = &invocation.options;
+    let level = match (o.quiet.unwrap_or(false), o.verbose.map_or(0, |c| c.0)) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -57,36 +99,6 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .without_time()
         .init();
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("{e:#}"), ExitCode::Failure),
-    };
-    let result = runtime.block_on(tickvault::app::run(&cli.command, reporter));
-    // Let blocking work notice a cancellation and clean up its temporary files.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
-    match result {
-        Ok(outcome) => {
-            if let Some(text) = outcome
-                .stderr
-                .filter(|_| !cli.quiet || outcome.code != ExitCode::Success)
-            {
-                let _ = std::io::stderr().write_all(text.as_bytes());
-            }
-            if let Some(text) = outcome.stdout {
-                let mut out = std::io::stdout().lock();
-                // A closed pipe (`| head`) is not an error worth reporting.
-                let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
-            }
-            outcome.code.into()
-        }
-        // Library errors carry their causes in their one-line message.
-        Err(e) => fail(&e.to_string(), e.exit_code()),
-    }
 }
 
 fn fail(message: &str, code: ExitCode) -> std::process::ExitCode {

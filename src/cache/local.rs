@@ -1,37 +1,36 @@
 //! L2: one sealed Parquet file per chunk under the cache directory.
 //!
 //! Layout: `{cache-dir}/v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet` (see
-//! [`ChunkKey::cache_path`]). Writes go to a temporary file in the same directory, are synced and
-//! renamed into place, so a reader (in this or another process) sees a whole file or none. Two
-//! processes writing the same chunk both rename a complete file; the last one wins, both valid.
-//! Downloads hold a shared lock on `{cache-dir}/.lock` for their whole run and maintenance that
-//! deletes entries (`cache prune`, `cache verify`) takes it exclusively, so a file a download
-//! has verified is never removed under it.
+//! [`ChunkKey::cache_path`]). Writes are atomic ([`AtomicFile`]), so a reader in this or
+//! another process sees a whole file or none. Two processes writing the same chunk both rename a
+//! complete file; the last one wins, both valid. Downloads hold a shared [`super::CacheLock`]
+//! and maintenance that deletes entries takes it exclusively.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tracing::{debug, warn};
 
-use super::{Chunk, ChunkStore, StoreError, Tier};
-use crate::chunkfile::{ChunkData, ChunkFileError, verify_file};
-use crate::model::ChunkKey;
+use super::chunk_file::{ChunkData, verify_file};
+use super::{Check, Chunk, ChunkStore, Entry, StoreError};
+use crate::model::{CACHE_LAYOUT_VERSION, ChunkKey};
+use crate::parquet::atomic::{AtomicFile, TEMP_SUFFIX};
+use crate::parquet::sealed::SealedError;
 
 /// Spool and stage files older than this are leftovers of a killed process.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Suffix of download spool files.
+pub(crate) const SPOOL_SUFFIX: &str = ".spool";
 
 /// The local Parquet tier.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: Arc<Path>,
 }
-
-static STAGE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl LocalStore {
     /// Opens (creating if needed) a cache directory.
@@ -44,8 +43,9 @@ impl LocalStore {
         Ok(Self { root: root.into() })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A cache directory as it is, created or not (for maintenance, which creates nothing).
+    pub fn at(root: &Path) -> Self {
+        Self { root: root.into() }
     }
 
     /// Where a chunk's file lives.
@@ -70,37 +70,57 @@ impl LocalStore {
         }
     }
 
-    /// A temporary file beside the chunk's final path, removed unless committed.
+    /// A temporary file beside the chunk's final path, renamed into place by its commit.
     ///
     /// # Errors
-    /// Fails when the directory cannot be created.
-    pub fn stage(&self, key: &ChunkKey) -> Result<StagedFile, StoreError> {
+    /// Fails when the directory or the file cannot be created.
+    pub fn stage(&self, key: &ChunkKey) -> Result<AtomicFile, StoreError> {
         let target = self.path(key);
-        let dir = target.parent().expect("cache paths have a parent");
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
-        let seq = STAGE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{name}.{}-{seq}-{:08x}.tmp",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        Ok(StagedFile {
-            tmp,
-            target,
-            committed: false,
-        })
+        AtomicFile::create(&target)
+            .map_err(|e| StoreError::io(format!("creating a file beside {}", target.display()), e))
     }
 
-    fn check(&self, key: &ChunkKey, path: &Path) -> Result<Option<Chunk>, StoreError> {
-        match verify_file(path, Some(key)) {
-            Ok(meta) if !meta.complete => {
+    /// Temporary files under the cache (in use by a running process, or left by a killed one),
+    /// and whether each is stale.
+    ///
+    /// # Errors
+    /// A directory that exists but cannot be read.
+    pub fn temp_files(&self) -> Result<Vec<(PathBuf, bool)>, StoreError> {
+        let mut temps = Vec::new();
+        walk(&self.root, &mut |path, _| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if is_temp_name(name) {
+                temps.push((path.to_path_buf(), is_stale(path)));
+            }
+        })?;
+        Ok(temps)
+    }
+
+    /// Removes directories left empty under the layout (after pruning).
+    pub fn remove_empty_dirs(&self) {
+        remove_empty_dirs(&self.root.join(CACHE_LAYOUT_VERSION));
+    }
+
+    fn check_blocking(&self, key: &ChunkKey) -> Result<Check, StoreError> {
+        match verify_file(&self.path(key), Some(key)) {
+            Ok(meta) => Ok(Check::Sound(meta)),
+            Err(SealedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(Check::Missing),
+            Err(SealedError::Corrupt(why)) => Ok(Check::Corrupt(why)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn get_blocking(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
+        let path = self.path(key);
+        match self.check_blocking(key)? {
+            Check::Missing => Ok(None),
+            Check::Sound(meta) if !meta.complete => {
                 debug!("{key}: local entry is of a day Tardis had not finished exporting; refetching");
                 Ok(None)
             }
-            Ok(meta) => {
+            Check::Sound(meta) => {
                 // Record the use for least-recently-used pruning (atime is often off).
-                if let Ok(f) = OpenOptions::new().write(true).open(path) {
+                if let Ok(f) = OpenOptions::new().write(true).open(&path) {
                     let _ = f.set_modified(SystemTime::now());
                 }
                 Ok(Some(Chunk {
@@ -109,15 +129,83 @@ impl LocalStore {
                     data: ChunkData::File(path.into()),
                 }))
             }
-            Err(ChunkFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(ChunkFileError::Corrupt(why)) => {
+            Check::Corrupt(why) => {
                 warn!("corrupt cache entry {} ({why}); removing it", path.display());
-                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(&path);
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
         }
     }
+
+    fn put_blocking(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        let staged = self.stage(&chunk.key)?;
+        let tmp = staged.path().to_path_buf();
+        let write_err = |e| StoreError::io(format!("writing {}", tmp.display()), e);
+        match &chunk.data {
+            ChunkData::Bytes(b) => staged.handle().and_then(|mut f| f.write_all(b)).map_err(write_err)?,
+            ChunkData::File(src) => {
+                std::fs::copy(src, &tmp).map_err(write_err)?;
+            }
+        }
+        staged
+            .commit()
+            .map_err(|e| StoreError::io(format!("renaming into {}", self.path(&chunk.key).display()), e))?;
+        Ok(())
+    }
+
+    fn list_blocking(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        walk(&self.root.join(CACHE_LAYOUT_VERSION), &mut |path, meta| {
+            let rel = path
+                .strip_prefix(&*self.root)
+                .ok()
+                .and_then(|p| p.to_str())
+                .map(|p| p.replace('\\', "/"));
+            if let Some(key) = rel.as_deref().and_then(ChunkKey::from_cache_path) {
+                entries.push(Entry {
+                    key,
+                    bytes: meta.len(),
+                    used: meta.modified().ok(),
+                });
+            }
+        })?;
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
+    }
+
+    /// Runs blocking file work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(LocalStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(this))
+            .await
+            .map_err(|e| StoreError::io(what, std::io::Error::other(e)))?
+    }
+}
+
+/// Calls `visit` for every file under `dir` (a missing directory has none).
+fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> Result<(), StoreError> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let read = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(format!("reading {}", dir.display()), e)),
+        };
+        for e in read.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                visit(&path, &meta);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_stale(path: &Path) -> bool {
@@ -128,102 +216,43 @@ fn is_stale(path: &Path) -> bool {
         .is_some_and(|age| age > STALE_TEMP_AGE)
 }
 
-/// Whether a file name is one of our temporary files (stage or spool).
-pub(crate) fn is_temp_name(name: &str) -> bool {
-    name.ends_with(".tmp") || name.ends_with(".spool") || name.ends_with(".sorting")
+/// Whether a file name is one of our temporary files (staged writes or spools).
+fn is_temp_name(name: &str) -> bool {
+    name.ends_with(TEMP_SUFFIX) || name.ends_with(SPOOL_SUFFIX)
 }
 
-/// Whether a temporary file is old enough to be a leftover.
-pub(crate) fn is_stale_temp(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(is_temp_name) && is_stale(path)
-}
-
-/// A chunk file being written; renamed into place by [`StagedFile::commit`], removed otherwise.
-#[derive(Debug)]
-pub struct StagedFile {
-    tmp: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl StagedFile {
-    /// Where to write.
-    pub fn path(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// Atomically moves the written file into place and returns its final path.
-    ///
-    /// # Errors
-    /// Fails when the rename fails.
-    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
-        std::fs::rename(&self.tmp, &self.target)
-            .map_err(|e| StoreError::io(format!("renaming into {}", self.target.display()), e))?;
-        if let Some(dir) = self.target.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            // Make the rename itself durable.
-            let _ = d.sync_all();
-        }
-        self.committed = true;
-        Ok(self.target.clone())
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.tmp);
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for e in read.flatten() {
+            if e.path().is_dir() {
+                remove_empty_dirs(&e.path());
+                let _ = std::fs::remove_dir(e.path());
+            }
         }
     }
 }
 
 #[async_trait]
 impl ChunkStore for LocalStore {
-    fn tier(&self) -> Tier {
-        Tier::Local
-    }
-
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
 
     async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
-        let path = self.path(key);
-        let this = self.clone();
         let key = key.clone();
-        tokio::task::spawn_blocking(move || this.check(&key, &path))
+        self.blocking("checking a cache entry", move |s| s.get_blocking(&key))
             .await
-            .map_err(|e| StoreError::io("checking a cache entry", std::io::Error::other(e)))?
     }
 
     async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {
-        let target = self.path(&chunk.key);
         if let ChunkData::File(p) = &chunk.data
-            && **p == *target
+            && **p == *self.path(&chunk.key)
         {
             return Ok(());
         }
-        let staged = self.stage(&chunk.key)?;
-        let data = chunk.data.clone();
-        tokio::task::spawn_blocking(move || {
-            let tmp = staged.path().to_path_buf();
-            let write_err = |e| StoreError::io(format!("writing {}", tmp.display()), e);
-            match &data {
-                ChunkData::Bytes(b) => {
-                    let mut f = File::create(&tmp).map_err(write_err)?;
-                    f.write_all(b).map_err(write_err)?;
-                    f.sync_all().map_err(write_err)?;
-                }
-                ChunkData::File(src) => {
-                    std::fs::copy(src, &tmp).map_err(write_err)?;
-                    File::open(&tmp).and_then(|f| f.sync_all()).map_err(write_err)?;
-                }
-            }
-            staged.commit().map(|_| ())
-        })
-        .await
-        .map_err(|e| StoreError::io("storing a cache entry", std::io::Error::other(e)))?
+        let chunk = chunk.clone();
+        self.blocking("storing a cache entry", move |s| s.put_blocking(&chunk))
+            .await
     }
 
     async fn delete(&self, key: &ChunkKey) -> Result<(), StoreError> {
@@ -235,55 +264,14 @@ impl ChunkStore for LocalStore {
             _ => Ok(()),
         }
     }
-}
 
-/// A lock on a cache directory: shared while downloading, exclusive while deleting entries.
-#[derive(Debug)]
-pub struct CacheLock {
-    _file: File,
-}
-
-impl CacheLock {
-    fn open(root: &Path) -> Result<File, StoreError> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| StoreError::io(format!("creating cache directory {}", root.display()), e))?;
-        let path = root.join(".lock");
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))
+    async fn check(&self, key: &ChunkKey) -> Result<Check, StoreError> {
+        let key = key.clone();
+        self.blocking("checking a cache entry", move |s| s.check_blocking(&key))
+            .await
     }
 
-    /// Takes the lock shared (many downloads at once), waiting for an exclusive holder.
-    ///
-    /// # Errors
-    /// Fails when the lock file cannot be opened or locked.
-    pub fn shared(root: &Path) -> Result<Self, StoreError> {
-        let file = Self::open(root)?;
-        if file.try_lock_shared().is_err() {
-            warn!("waiting for cache maintenance on {} to finish", root.display());
-            file.lock_shared()
-                .map_err(|e| StoreError::io(format!("locking {}", root.display()), e))?;
-        }
-        Ok(Self { _file: file })
-    }
-
-    /// Takes the lock exclusively, waiting for running downloads to finish.
-    ///
-    /// # Errors
-    /// Fails when the lock file cannot be opened or locked.
-    pub fn exclusive(root: &Path) -> Result<Self, StoreError> {
-        let file = Self::open(root)?;
-        if file.try_lock().is_err() {
-            warn!(
-                "waiting for other tickvault processes using {} to finish",
-                root.display()
-            );
-            file.lock()
-                .map_err(|e| StoreError::io(format!("locking {}", root.display()), e))?;
-        }
-        Ok(Self { _file: file })
+    async fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        self.blocking("listing the cache", |s| s.list_blocking()).await
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::{Chunk, ChunkStore, StoreError, Tier};
-use crate::chunkfile::{ChunkData, verify_bytes};
+use super::chunk_file::{ChunkData, verify_bytes};
+use super::{Check, Chunk, ChunkStore, Entry, StoreError};
 use crate::model::ChunkKey;
 
 /// What an entry that only points at a local file weighs.
@@ -58,10 +58,6 @@ impl MemoryStore {
 
 #[async_trait]
 impl ChunkStore for MemoryStore {
-    fn tier(&self) -> Tier {
-        Tier::Memory
-    }
-
     fn describe(&self) -> String {
         format!("memory ({} bytes)", self.capacity)
     }
@@ -95,5 +91,33 @@ impl ChunkStore for MemoryStore {
     async fn delete(&self, key: &ChunkKey) -> Result<(), StoreError> {
         self.cache.invalidate(key).await;
         Ok(())
+    }
+
+    async fn check(&self, key: &ChunkKey) -> Result<Check, StoreError> {
+        // Entries are verified when they come in; a file entry is checked where it lies.
+        Ok(match self.get(key).await? {
+            None => Check::Missing,
+            Some(chunk) => match &chunk.data {
+                ChunkData::Bytes(_) => Check::Sound(chunk.meta),
+                ChunkData::File(p) => match super::chunk_file::verify_file(p, Some(key)) {
+                    Ok(meta) => Check::Sound(meta),
+                    Err(e) => Check::Corrupt(e.to_string()),
+                },
+            },
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries: Vec<Entry> = self
+            .cache
+            .iter()
+            .map(|(key, chunk)| Entry {
+                key: (*key).clone(),
+                bytes: chunk.meta.file_bytes,
+                used: None,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
     }
 }

@@ -1,38 +1,50 @@
 //! The cache tiers: one trait, one implementation per tier, and a composite.
 //!
-//! Every tier stores the same thing, a sealed chunk file (see [`crate::chunkfile`]), under the
-//! same relative key ([`ChunkKey::cache_path`]). A tier verifies what it returns; a corrupt
-//! entry is logged, dropped and reported as a miss, never returned. Lookups go memory → local
-//! → remote → Tardis in [`Tiered`]; a hit back-fills the faster tiers.
+//! Every tier stores the same thing, a sealed chunk file ([`chunk_file`]), under the same
+//! relative key ([`ChunkKey::cache_path`]). A tier verifies what it returns; a corrupt entry is
+//! logged, dropped and reported as a miss, never returned. Lookups go memory → local → remote →
+//! Tardis in [`Tiered`]; a hit back-fills the faster tiers.
 
+pub mod chunk_file;
 mod local;
+mod lock;
 mod memory;
 mod remote;
+mod store_url;
 mod tiered;
+mod uploader;
 
 use std::fmt;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use local::{CacheLock, LocalStore, StagedFile};
-pub(crate) use local::{is_stale_temp as local_is_stale_temp, is_temp_name as local_is_temp};
+pub use local::LocalStore;
+pub use lock::CacheLock;
 pub use memory::MemoryStore;
 pub use remote::{RemoteMode, RemoteOptions, RemoteStore, RemoteUrlError};
-pub use tiered::{ResolveError, Resolved, Tiered, TieredOptions, UploadStats};
+pub use tiered::{ResolveError, Resolved, Tiered, TieredBuilder};
+pub use uploader::UploadStats;
 
-use crate::chunkfile::{ChunkData, ChunkMeta};
+use crate::cache::chunk_file::{ChunkData, ChunkMeta};
 use crate::model::ChunkKey;
+use crate::parquet::sealed::SealedError;
 
 /// Where a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tier {
+    /// The in-process memory tier.
     Memory,
+    /// The local cache directory.
     Local,
+    /// The shared remote cache.
     Remote,
+    /// Fetched from the Tardis datasets API.
     Tardis,
 }
 
 impl Tier {
+    /// The tier's name in summaries.
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Memory => "memory",
@@ -52,8 +64,11 @@ impl fmt::Display for Tier {
 /// A verified chunk file and where its bytes are.
 #[derive(Debug, Clone)]
 pub struct Chunk {
+    /// The chunk's key.
     pub key: ChunkKey,
+    /// What the chunk file says about itself.
     pub meta: ChunkMeta,
+    /// Where its bytes are.
     pub data: ChunkData,
 }
 
@@ -70,28 +85,75 @@ impl Chunk {
     }
 }
 
+/// What a tier holds for a key, checked against the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing stored.
+    Missing,
+    /// A sound chunk file (complete or not: see [`ChunkMeta::complete`]).
+    Sound(ChunkMeta),
+    /// Something that is not a sound chunk file for the key, and why.
+    Corrupt(String),
+}
+
+/// One stored entry, as a listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The chunk key the entry is stored under.
+    pub key: ChunkKey,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its last use (hits refresh it), where the tier records one.
+    pub used: Option<SystemTime>,
+}
+
 /// Why a tier operation failed (a miss is not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what}: {source}")]
+    /// A local file operation failed.
+    #[error("{what}")]
     Io {
+        /// What was being done, naming the file.
         what: String,
         #[source]
+        /// The cause.
         source: std::io::Error,
     },
-    #[error("{store}: {source}")]
+    /// The remote store answered with an error.
+    #[error("{store}")]
     Remote {
         /// The remote, without credentials.
         store: String,
         #[source]
+        /// The cause.
         source: object_store::Error,
     },
+    /// The remote did not answer in time.
     #[error("{store}: timed out after {secs} s")]
-    Timeout { store: String, secs: u64 },
-    #[error("{0}")]
-    ChunkFile(#[from] crate::chunkfile::ChunkFileError),
+    Timeout {
+        /// The remote, without credentials.
+        store: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// A chunk file could not be read or written.
+    #[error("chunk file")]
+    ChunkFile(#[from] SealedError),
+    /// A write to a read-only remote.
     #[error("{store} is read-only")]
-    ReadOnly { store: String },
+    ReadOnly {
+        /// The remote, without credentials.
+        store: String,
+    },
+    /// The tier cannot list its entries (a plain WebDAV server).
+    #[error("{store}: cannot list entries")]
+    CannotList {
+        /// The remote, without credentials.
+        store: String,
+        #[source]
+        /// The cause.
+        source: Box<StoreError>,
+    },
 }
 
 impl StoreError {
@@ -105,12 +167,10 @@ impl StoreError {
 
 /// One cache tier.
 ///
-/// `get` returns only verified chunks; `put` stores a chunk that the caller has verified.
+/// `get` returns only verified, complete chunks; `put` stores a chunk that the caller has
+/// verified; `check` and `list` serve maintenance.
 #[async_trait]
 pub trait ChunkStore: Send + Sync + fmt::Debug {
-    /// Which tier this is.
-    fn tier(&self) -> Tier;
-
     /// A description for messages (a path or a URL without credentials).
     fn describe(&self) -> String;
 
@@ -131,4 +191,16 @@ pub trait ChunkStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The tier could not remove it.
     async fn delete(&self, key: &ChunkKey) -> Result<(), StoreError>;
+
+    /// Verifies what is stored for `key` without serving or removing it.
+    ///
+    /// # Errors
+    /// The tier could not be asked.
+    async fn check(&self, key: &ChunkKey) -> Result<Check, StoreError>;
+
+    /// Every entry stored, in key order.
+    ///
+    /// # Errors
+    /// The tier cannot be listed ([`StoreError::CannotList`]) or read.
+    async fn list(&self) -> Result<Vec<Entry>, StoreError>;
 }

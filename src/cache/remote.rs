@@ -14,18 +14,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
-use object_store::prefix::PrefixStore;
-use object_store::{
-    ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 use tracing::warn;
 use url::Url;
 
-use super::{Chunk, ChunkStore, StoreError, Tier};
-use crate::chunkfile::{ChunkData, ChunkFileError, verify_bytes};
-use crate::model::ChunkKey;
+use super::chunk_file::{ChunkData, ChunkMeta, verify_bytes};
+use super::store_url::{self, StoreOptions};
+use super::{Check, Chunk, ChunkStore, Entry, StoreError};
+use crate::model::{CACHE_LAYOUT_VERSION, ChunkKey};
+use crate::parquet::sealed::SealedError;
 use crate::tardis::{Secret, redact_url};
 
 /// Consecutive failures after which the remote is skipped for the rest of the run.
@@ -37,6 +37,7 @@ const PART_SIZE: usize = 16 * 1024 * 1024;
 /// Whether this run may write to the remote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RemoteMode {
+    /// Read, and upload what this run fetched.
     #[default]
     ReadWrite,
     /// Only read (e.g. untrusted CI jobs that must not publish).
@@ -59,11 +60,15 @@ impl std::str::FromStr for RemoteMode {
 /// How to reach the remote.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
+    /// The URL, without credentials.
     pub url: Url,
+    /// Bearer token for HTTP remotes.
     pub token: Option<Secret>,
+    /// Whether this run may write to the remote.
     pub mode: RemoteMode,
     /// Limit on one request (a GET of a whole chunk, a PUT).
     pub timeout: Duration,
+    /// Limit on connecting.
     pub connect_timeout: Duration,
 }
 
@@ -83,115 +88,40 @@ pub struct RemoteStore {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid --remote-cache '{url}': {reason}")]
 pub struct RemoteUrlError {
+    /// The URL, without credentials.
     pub url: String,
+    /// Why it was refused.
     pub reason: String,
 }
 
 impl RemoteStore {
-    /// Builds the store for a URL.
+    /// Checks a URL as [`Self::open`] would, without building a client or touching the disk.
+    ///
+    /// # Errors
+    /// An unsupported scheme or a URL that cannot name a store.
+    pub fn check_url(url: &Url) -> Result<(), RemoteUrlError> {
+        store_url::check(url).map_err(|reason| RemoteUrlError {
+            url: redact_url(url),
+            reason,
+        })
+    }
+
+    /// Builds the store for a URL (creating a `file://` directory). No request is sent.
     ///
     /// # Errors
     /// An unsupported scheme or a URL the backend refuses.
     pub fn open(opts: &RemoteOptions) -> Result<Self, RemoteUrlError> {
-        let url = &opts.url;
-        let shown = redact_url(url);
-        let refuse = |reason: String| RemoteUrlError {
+        let shown = redact_url(&opts.url);
+        let store_opts = StoreOptions {
+            token: opts.token.as_ref(),
+            timeout: opts.timeout,
+            connect_timeout: opts.connect_timeout,
+        };
+        let built = store_url::build(&opts.url, &store_opts).map_err(|reason| RemoteUrlError {
             url: shown.clone(),
             reason,
-        };
-        // Fail fast and fall back to Tardis rather than retrying for minutes.
-        let retry = RetryConfig {
-            backoff: object_store::BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-                base: 2.0,
-            },
-            max_retries: 2,
-            retry_timeout: opts.timeout,
-        };
-        // One request may take a little longer than the whole operation, so the operation's
-        // own timeout (in `timed`) is what fires, with a message that says so.
-        let request_timeout = opts.timeout + Duration::from_secs(1);
-        let timeout = format!("{}ms", request_timeout.as_millis());
-        let connect = format!("{}ms", opts.connect_timeout.as_millis());
-        let mut client = ClientOptions::new()
-            .with_timeout(request_timeout)
-            .with_connect_timeout(opts.connect_timeout);
-        // Everything after the bucket/container (or the URL path for HTTP) is a key prefix.
-        let prefix = url.path().trim_matches('/').to_string();
-        let (store, supports_multipart): (Arc<dyn ObjectStore>, bool) = match url.scheme() {
-            "http" | "https" => {
-                if let Some(token) = &opts.token {
-                    let mut headers = object_store::HeaderMap::new();
-                    let value = object_store::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                        .map_err(|_| refuse("TICKVAULT_REMOTE_CACHE_TOKEN is not a valid header value".into()))?;
-                    headers.insert("authorization", value);
-                    client = client.with_default_headers(headers);
-                }
-                client = client.with_allow_http(true);
-                // HttpStore joins keys with its own '/': the base must not end with one.
-                let mut base = url.clone();
-                let trimmed = base.path().trim_end_matches('/').to_string();
-                base.set_path(&trimmed);
-                let store = object_store::http::HttpBuilder::new()
-                    .with_url(base.as_str())
-                    .with_client_options(client)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| refuse(e.to_string()))?;
-                // HttpStore has no multipart upload: files are PUT whole.
-                return Ok(Self::new(Arc::new(store), shown, opts, false));
-            }
-            // Cloud stores read their credentials and client settings (AWS_ALLOW_HTTP,
-            // AWS_ENDPOINT, proxies…) from the environment; only the timeouts are set here, as
-            // config keys, so the environment's client settings are kept.
-            "s3" => {
-                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
-                let b = AmazonS3Builder::from_env()
-                    .with_url(url.as_str())
-                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
-                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
-                    .with_retry(retry);
-                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
-            }
-            "gs" => {
-                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
-                let b = GoogleCloudStorageBuilder::from_env()
-                    .with_url(url.as_str())
-                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
-                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
-                    .with_retry(retry);
-                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
-            }
-            "az" | "azure" | "abfs" | "abfss" => {
-                use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
-                let b = MicrosoftAzureBuilder::from_env()
-                    .with_url(url.as_str())
-                    .with_config(K::Client(ClientConfigKey::Timeout), timeout.clone())
-                    .with_config(K::Client(ClientConfigKey::ConnectTimeout), connect.clone())
-                    .with_retry(retry);
-                (Arc::new(b.build().map_err(|e| refuse(e.to_string()))?), true)
-            }
-            "file" => {
-                let path = url.to_file_path().map_err(|()| refuse("not a local path".into()))?;
-                std::fs::create_dir_all(&path).map_err(|e| refuse(e.to_string()))?;
-                let store =
-                    object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(|e| refuse(e.to_string()))?;
-                return Ok(Self::new(Arc::new(store), shown, opts, true));
-            }
-            other => {
-                return Err(refuse(format!(
-                    "unsupported scheme '{other}' (expected http, https, s3, gs, az or file)"
-                )));
-            }
-        };
-        // For s3/gs/az the URL path after the bucket is the prefix (the host is the bucket).
-        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            store
-        } else {
-            Arc::new(PrefixStore::new(store, prefix.as_str()))
-        };
-        Ok(Self::new(store, shown, opts, supports_multipart))
+        })?;
+        Ok(Self::new(built.store, shown, opts, built.multipart))
     }
 
     fn new(store: Arc<dyn ObjectStore>, shown: String, opts: &RemoteOptions, supports_multipart: bool) -> Self {
@@ -219,13 +149,9 @@ impl RemoteStore {
         }
     }
 
+    /// Whether this run may write to the remote.
     pub fn mode(&self) -> RemoteMode {
         self.mode
-    }
-
-    /// The underlying store (for cache maintenance).
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
     }
 
     /// Whether the remote was switched off after repeated failures.
@@ -305,20 +231,12 @@ fn is_not_found(e: &StoreError) -> bool {
     )
 }
 
-#[async_trait]
-impl ChunkStore for RemoteStore {
-    fn tier(&self) -> Tier {
-        Tier::Remote
-    }
-
-    fn describe(&self) -> String {
-        self.shown.clone()
-    }
-
-    async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
-        if self.is_disabled() {
-            return Ok(None);
-        }
+impl RemoteStore {
+    /// Downloads a chunk's object and verifies it; `None` when there is none.
+    async fn fetch_checked(
+        &self,
+        key: &ChunkKey,
+    ) -> Result<Option<(Bytes, Result<ChunkMeta, SealedError>)>, StoreError> {
         let location = Self::location(key);
         let bytes: Bytes = match self
             .timed(async {
@@ -332,36 +250,53 @@ impl ChunkStore for RemoteStore {
             Err(e) => return Err(e),
         };
         let data = bytes.clone();
-        let checked = tokio::task::spawn_blocking({
-            let key = key.clone();
-            move || verify_bytes(&data, Some(&key))
-        })
-        .await
-        .map_err(|e| StoreError::io("verifying a remote entry", std::io::Error::other(e)))?;
-        match checked {
-            Ok(meta) if meta.complete => Ok(Some(Chunk {
+        let key = key.clone();
+        let checked = tokio::task::spawn_blocking(move || verify_bytes(&data, Some(&key)))
+            .await
+            .map_err(|e| StoreError::io("verifying a remote entry", std::io::Error::other(e)))?;
+        Ok(Some((bytes, checked)))
+    }
+
+    fn refuse_read_only(&self) -> Result<(), StoreError> {
+        match self.mode {
+            RemoteMode::ReadOnly => Err(StoreError::ReadOnly {
+                store: self.shown.clone(),
+            }),
+            RemoteMode::ReadWrite => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ChunkStore for RemoteStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
+        if self.is_disabled() {
+            return Ok(None);
+        }
+        match self.fetch_checked(key).await? {
+            Some((bytes, Ok(meta))) if meta.complete => Ok(Some(Chunk {
                 key: key.clone(),
                 meta,
                 data: ChunkData::Bytes(bytes),
             })),
-            Ok(_) => Ok(None),
-            Err(ChunkFileError::Corrupt(why)) => {
+            Some((_, Err(SealedError::Corrupt(why)))) => {
                 warn!(
                     "remote cache {}: entry {key} is corrupt ({why}); ignoring it",
                     self.shown
                 );
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            Some((_, Err(e))) => Err(e.into()),
+            Some(_) | None => Ok(None),
         }
     }
 
     async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {
-        if self.mode == RemoteMode::ReadOnly {
-            return Err(StoreError::ReadOnly {
-                store: self.shown.clone(),
-            });
-        }
+        self.refuse_read_only()?;
         if self.is_disabled() {
             return Ok(());
         }
@@ -377,14 +312,42 @@ impl ChunkStore for RemoteStore {
     }
 
     async fn delete(&self, key: &ChunkKey) -> Result<(), StoreError> {
-        if self.mode == RemoteMode::ReadOnly {
-            return Err(StoreError::ReadOnly {
-                store: self.shown.clone(),
-            });
-        }
+        self.refuse_read_only()?;
         match self.timed(self.store.delete(&Self::location(key))).await {
             Err(e) if !is_not_found(&e) => Err(e),
             _ => Ok(()),
         }
+    }
+
+    async fn check(&self, key: &ChunkKey) -> Result<Check, StoreError> {
+        Ok(match self.fetch_checked(key).await? {
+            None => Check::Missing,
+            Some((_, Ok(meta))) => Check::Sound(meta),
+            Some((_, Err(SealedError::Corrupt(why)))) => Check::Corrupt(why),
+            Some((_, Err(e))) => return Err(e.into()),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        let prefix = StorePath::from(CACHE_LAYOUT_VERSION);
+        let listing: Vec<object_store::ObjectMeta> = self
+            .timed(self.store.list(Some(&prefix)).try_collect())
+            .await
+            .map_err(|e| StoreError::CannotList {
+                store: self.shown.clone(),
+                source: Box::new(e),
+            })?;
+        let mut entries: Vec<Entry> = listing
+            .into_iter()
+            .filter_map(|m| {
+                ChunkKey::from_cache_path(m.location.as_ref()).map(|key| Entry {
+                    key,
+                    bytes: m.size,
+                    used: None,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
     }
 }

@@ -1,11 +1,11 @@
 //! The composite: memory → local → remote → Tardis, with back-fill and request coalescing.
 //!
 //! Concurrent requests for one chunk share a single lookup (and fetch): the first caller's
-//! future is stored in an in-flight map and the others await it. A remote hit is written to
-//! the local tier and kept in memory; a fetch writes the local tier, then the chunk is uploaded
-//! to the remote in the background (a bounded queue, awaited by [`Tiered::finish`]; failures
-//! are warnings). Days Tardis has not finished exporting stay out of the memory and remote
-//! tiers and are marked incomplete locally, so they are fetched again next time.
+//! future is stored in an in-flight map and the others await it. A remote hit is written to the
+//! local tier and kept in memory; a fetch writes the local tier, then the chunk is uploaded to
+//! the remote in the background ([`super::uploader`]). Days Tardis has not finished exporting
+//! stay out of the memory and remote tiers and are marked incomplete locally, so they are
+//! fetched again next time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,34 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use super::chunk_file::ChunkData;
+use super::uploader::{UploadStats, Uploader};
 use super::{Chunk, ChunkStore, LocalStore, MemoryStore, RemoteMode, RemoteStore, StoreError, Tier};
-use crate::chunkfile::ChunkData;
-use crate::fetch::{Fetcher, ProbeTicket};
+use crate::fetch::{FetchError, Fetcher};
 use crate::model::ChunkKey;
-use crate::tardis::FetchError;
-
-/// Uploads queued before a fetch waits for the queue to drain.
-const UPLOAD_QUEUE: usize = 64;
-/// Uploads running at once.
-const UPLOADS_IN_FLIGHT: usize = 4;
-
-/// Behaviour switches of the composite.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TieredOptions {
-    /// Never contact Tardis: a chunk no tier holds fails.
-    pub offline: bool,
-    /// Skip the tiers, fetch from Tardis and overwrite every tier.
-    pub refresh: bool,
-}
 
 /// A chunk ready for the output: its local file (or bytes) and where it came from.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The verified chunk.
     pub chunk: Chunk,
+    /// The tier that served it.
     pub source: Tier,
     /// Compressed bytes downloaded from Tardis for it (0 for a cache hit).
     pub downloaded: u64,
@@ -49,136 +35,136 @@ pub struct Resolved {
 /// Why a chunk could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
+    /// `--offline` and no tier holds it.
     #[error("{chunk}: not in any cache tier and --offline forbids fetching it")]
-    NotCached { chunk: String },
+    NotCached {
+        /// The chunk.
+        chunk: String,
+    },
+    /// Fetching from Tardis failed.
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("{chunk}: {source}")]
+    /// The local tier could not store it.
+    #[error("{chunk}")]
     Store {
+        /// The chunk.
         chunk: String,
         #[source]
+        /// The cause.
         source: StoreError,
     },
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Resolved, Arc<ResolveError>>>>;
 
-/// Counts of the background uploads.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct UploadStats {
-    pub uploaded: u64,
-    pub failed: u64,
+/// Builds a [`Tiered`]: the local tier is required, the others optional.
+#[derive(Debug)]
+pub struct TieredBuilder {
+    local: LocalStore,
+    memory: Option<MemoryStore>,
+    remote: Option<RemoteStore>,
+    fetcher: Option<Arc<Fetcher>>,
+    refresh: bool,
 }
 
-struct Uploader {
-    tx: mpsc::Sender<Chunk>,
-    done: tokio::task::JoinHandle<UploadStats>,
-}
+impl TieredBuilder {
+    /// Adds the memory tier.
+    #[must_use]
+    pub fn memory(mut self, memory: Option<MemoryStore>) -> Self {
+        self.memory = memory;
+        self
+    }
 
-impl Uploader {
-    fn start(remote: RemoteStore) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Chunk>(UPLOAD_QUEUE);
-        let done = tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT));
-            let mut tasks = JoinSet::new();
-            while let Some(chunk) = rx.recv().await {
-                let permit = slots.clone().acquire_owned().await.expect("never closed");
-                let remote = remote.clone();
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    match remote.put(&chunk).await {
-                        Ok(()) => {
-                            debug!("uploaded {} to {}", chunk.key, remote.describe());
-                            true
-                        }
-                        Err(e) => {
-                            warn!(
-                                "could not upload {} to remote cache {}: {e}",
-                                chunk.key,
-                                remote.describe()
-                            );
-                            false
-                        }
-                    }
-                });
-            }
-            let mut stats = UploadStats::default();
-            while let Some(r) = tasks.join_next().await {
-                if r.unwrap_or(false) {
-                    stats.uploaded += 1;
-                } else {
-                    stats.failed += 1;
-                }
-            }
-            stats
-        });
-        Self { tx, done }
+    /// Adds the remote tier.
+    #[must_use]
+    pub fn remote(mut self, remote: Option<RemoteStore>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// Fetches what no tier holds from Tardis; without a fetcher such a chunk fails
+    /// ([`ResolveError::NotCached`], as `--offline` wants).
+    #[must_use]
+    pub fn fetcher(mut self, fetcher: Option<Arc<Fetcher>>) -> Self {
+        self.fetcher = fetcher;
+        self
+    }
+
+    /// Skips the tiers: fetch every chunk again and overwrite the tiers (`--refresh`).
+    #[must_use]
+    pub fn refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// The composite.
+    pub fn build(self) -> Arc<Tiered> {
+        let uploader = self
+            .remote
+            .as_ref()
+            .filter(|r| r.mode() == RemoteMode::ReadWrite)
+            .map(|r| Uploader::start(r.clone()));
+        Arc::new(Tiered {
+            tiers: Arc::new(Tiers {
+                memory: self.memory,
+                local: self.local,
+                remote: self.remote,
+                fetcher: self.fetcher,
+                refresh: self.refresh,
+                uploader: Mutex::new(uploader),
+                lookups: AtomicU64::new(0),
+            }),
+            inflight: Arc::default(),
+        })
     }
 }
 
-/// The tiers of one run, in lookup order, and the fetcher behind them.
+/// The tiers of one run, in lookup order, and the fetcher behind them, with the lookups in
+/// flight.
 pub struct Tiered {
+    tiers: Arc<Tiers>,
+    /// A lookup's future holds the tiers and a weak reference to this map (never the
+    /// `Tiered`), so an abandoned lookup is dropped with the map, releasing what it holds
+    /// (its staged file): no reference cycle keeps it alive.
+    inflight: Arc<Mutex<HashMap<ChunkKey, Flight>>>,
+}
+
+struct Tiers {
     memory: Option<MemoryStore>,
     local: LocalStore,
     remote: Option<RemoteStore>,
     fetcher: Option<Arc<Fetcher>>,
-    options: TieredOptions,
+    refresh: bool,
     uploader: Mutex<Option<Uploader>>,
-    inflight: Mutex<HashMap<ChunkKey, Flight>>,
-    /// Lookups that actually ran (not coalesced), for tests and the summary.
+    /// Lookups that actually ran (not coalesced).
     lookups: AtomicU64,
 }
 
 impl std::fmt::Debug for Tiered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tiered")
-            .field("local", &self.local)
-            .field("remote", &self.remote)
-            .field("options", &self.options)
+            .field("local", &self.tiers.local)
+            .field("remote", &self.tiers.remote)
+            .field("refresh", &self.tiers.refresh)
             .finish_non_exhaustive()
     }
 }
 
 impl Tiered {
-    /// `fetcher` may be `None` only when `options.offline`.
-    pub fn new(
-        memory: Option<MemoryStore>,
-        local: LocalStore,
-        remote: Option<RemoteStore>,
-        fetcher: Option<Arc<Fetcher>>,
-        options: TieredOptions,
-    ) -> Arc<Self> {
-        let uploader = remote
-            .as_ref()
-            .filter(|r| r.mode() == RemoteMode::ReadWrite)
-            .map(|r| Uploader::start(r.clone()));
-        Arc::new(Self {
-            memory,
+    /// A builder over the local tier.
+    pub fn builder(local: LocalStore) -> TieredBuilder {
+        TieredBuilder {
             local,
-            remote,
-            fetcher,
-            options,
-            uploader: Mutex::new(uploader),
-            inflight: Mutex::new(HashMap::new()),
-            lookups: AtomicU64::new(0),
-        })
-    }
-
-    pub fn local(&self) -> &LocalStore {
-        &self.local
-    }
-
-    pub fn memory(&self) -> Option<&MemoryStore> {
-        self.memory.as_ref()
-    }
-
-    pub fn remote(&self) -> Option<&RemoteStore> {
-        self.remote.as_ref()
+            memory: None,
+            remote: None,
+            fetcher: None,
+            refresh: false,
+        }
     }
 
     /// Lookups that ran (coalesced requests count once).
     pub fn lookups(&self) -> u64 {
-        self.lookups.load(Ordering::Relaxed)
+        self.tiers.lookups.load(Ordering::Relaxed)
     }
 
     /// Resolves a chunk through the tiers, fetching it when no tier holds it. Concurrent calls
@@ -186,21 +172,20 @@ impl Tiered {
     ///
     /// # Errors
     /// [`ResolveError`]: offline miss, fetch failure, or a local store failure.
-    pub async fn resolve(
-        self: &Arc<Self>,
-        key: &ChunkKey,
-        probe: Option<ProbeTicket>,
-    ) -> Result<Resolved, Arc<ResolveError>> {
+    pub async fn resolve(&self, key: &ChunkKey) -> Result<Resolved, Arc<ResolveError>> {
         let flight = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match inflight.get(key) {
                 Some(f) => f.clone(),
                 None => {
-                    let this = self.clone();
+                    let tiers = self.tiers.clone();
+                    let map = Arc::downgrade(&self.inflight);
                     let k = key.clone();
                     let f = async move {
-                        let r = this.lookup(&k, probe).await.map_err(Arc::new);
-                        this.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                        let r = tiers.lookup(&k).await.map_err(Arc::new);
+                        if let Some(map) = map.upgrade() {
+                            map.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                        }
                         r
                     }
                     .boxed()
@@ -213,68 +198,42 @@ impl Tiered {
         flight.await
     }
 
-    async fn lookup(&self, key: &ChunkKey, probe: Option<ProbeTicket>) -> Result<Resolved, ResolveError> {
+    /// Waits for the queued uploads; call once, before exiting.
+    pub async fn finish(&self) -> UploadStats {
+        let uploader = self.tiers.uploader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match uploader {
+            Some(u) => u.finish().await,
+            None => UploadStats::default(),
+        }
+    }
+}
+
+impl Tiers {
+    async fn lookup(&self, key: &ChunkKey) -> Result<Resolved, ResolveError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        let hit = |chunk: Chunk, source| Resolved {
-            chunk,
-            source,
-            downloaded: 0,
-        };
-        if !self.options.refresh {
-            if let Some(m) = &self.memory
-                && let Ok(Some(c)) = m.get(key).await
-            {
-                return Ok(hit(c, Tier::Memory));
-            }
-            match self.local.get(key).await {
-                Ok(Some(c)) => {
-                    self.remember(&c).await;
-                    return Ok(hit(c, Tier::Local));
-                }
-                Ok(None) => {}
-                Err(e) => warn!("local cache lookup of {key} failed ({e}); treating it as a miss"),
-            }
-            if let Some(r) = &self.remote {
-                match r.get(key).await {
-                    Ok(Some(c)) => {
-                        // Back-fill: the local tier (the output reads from it) and memory.
-                        self.local.put(&c).await.map_err(|e| ResolveError::Store {
-                            chunk: key.to_string(),
-                            source: e,
-                        })?;
-                        self.remember(&c).await;
-                        let local = Chunk {
-                            data: ChunkData::File(self.local.path(key).into()),
-                            ..c
-                        };
-                        return Ok(hit(local, Tier::Remote));
-                    }
-                    Ok(None) => {}
-                    Err(e) => warn!(
-                        "remote cache {}: lookup of {key} failed ({e}); trying the next tier",
-                        r.describe()
-                    ),
-                }
-            }
+        if !self.refresh
+            && let Some(hit) = self.lookup_tiers(key).await?
+        {
+            return Ok(hit);
         }
-        if self.options.offline {
+        let Some(fetcher) = &self.fetcher else {
             return Err(ResolveError::NotCached { chunk: key.to_string() });
-        }
-        let fetcher = self.fetcher.as_ref().expect("a fetcher is configured unless offline");
-        let complete = fetcher.is_exported(key).await;
-        let store_err = |e| ResolveError::Store {
+        };
+        let store_err = |source| ResolveError::Store {
             chunk: key.to_string(),
-            source: e,
+            source,
         };
         let staged = self.local.stage(key).map_err(store_err)?;
-        let fetched = fetcher.fetch(key, staged.path(), complete, probe).await?;
-        let path = staged.commit().map_err(store_err)?;
+        let fetched = fetcher.fetch(key, staged.path()).await?;
+        let path = staged
+            .commit()
+            .map_err(|e| store_err(StoreError::io(format!("storing {key}"), e)))?;
         let chunk = Chunk {
             key: key.clone(),
             meta: fetched.meta,
             data: ChunkData::File(path.into()),
         };
-        if complete {
+        if chunk.meta.complete {
             self.remember(&chunk).await;
             self.upload(&chunk).await;
         } else {
@@ -285,6 +244,56 @@ impl Tiered {
             source: Tier::Tardis,
             downloaded: fetched.body_bytes,
         })
+    }
+
+    /// Memory, then local, then remote (back-filling local and memory).
+    async fn lookup_tiers(&self, key: &ChunkKey) -> Result<Option<Resolved>, ResolveError> {
+        let hit = |chunk: Chunk, source| Resolved {
+            chunk,
+            source,
+            downloaded: 0,
+        };
+        if let Some(m) = &self.memory
+            && let Ok(Some(c)) = m.get(key).await
+        {
+            return Ok(Some(hit(c, Tier::Memory)));
+        }
+        match self.local.get(key).await {
+            Ok(Some(c)) => {
+                self.remember(&c).await;
+                return Ok(Some(hit(c, Tier::Local)));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(
+                "local cache lookup of {key} failed ({}); treating it as a miss",
+                crate::error::chain(&e)
+            ),
+        }
+        let Some(r) = &self.remote else { return Ok(None) };
+        match r.get(key).await {
+            Ok(Some(c)) => {
+                // Back-fill: the local tier (the output reads from it) and memory.
+                self.local.put(&c).await.map_err(|source| ResolveError::Store {
+                    chunk: key.to_string(),
+                    source,
+                })?;
+                self.remember(&c).await;
+                let local = Chunk {
+                    data: ChunkData::File(self.local.path(key).into()),
+                    ..c
+                };
+                Ok(Some(hit(local, Tier::Remote)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                warn!(
+                    "remote cache {}: lookup of {key} failed ({}); trying the next tier",
+                    r.describe(),
+                    crate::error::chain(&e)
+                );
+                Ok(None)
+            }
+        }
     }
 
     async fn remember(&self, chunk: &Chunk) {
@@ -301,22 +310,10 @@ impl Tiered {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|u| u.tx.clone());
+            .map(Uploader::sender);
         if let Some(tx) = tx {
             // A full queue makes the fetch wait: uploads are bounded, never dropped.
             let _ = tx.send(chunk.clone()).await;
-        }
-    }
-
-    /// Waits for the queued uploads; call once, before exiting.
-    pub async fn finish(&self) -> UploadStats {
-        let uploader = self.uploader.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match uploader {
-            Some(u) => {
-                drop(u.tx);
-                u.done.await.unwrap_or_default()
-            }
-            None => UploadStats::default(),
         }
     }
 }

@@ -1,21 +1,24 @@
-//! Chunks: the unit of fetching, caching and retrying (exchange × data type × symbol × UTC day),
-//! and the time range a download covers.
+//! Chunk keys: the unit of fetching, caching and retrying (exchange × data type × symbol × UTC
+//! day), how a key becomes a dataset URL path and a cache path, and symbol normalisation.
 
 use std::fmt;
 use std::sync::Arc;
 
 use jiff::civil::Date;
-use jiff::{Timestamp, ToSpan};
 
 use super::DataType;
+use super::range::day_start;
 
 /// Identifies one Tardis day-file: `{exchange}/{data_type}/{YYYY}/{MM}/{DD}/{SYMBOL}.csv.gz`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkKey {
+    /// The Tardis exchange id.
     pub exchange: Arc<str>,
+    /// The data type expected.
     pub data_type: DataType,
     /// The normalised (dataset) symbol, e.g. `BTCUSDT`, `BTC-PERPETUAL`, `OPTIONS`.
     pub symbol: Arc<str>,
+    /// The UTC day.
     pub date: Date,
 }
 
@@ -25,6 +28,7 @@ pub struct ChunkKey {
 pub const CACHE_LAYOUT_VERSION: &str = "v1";
 
 impl ChunkKey {
+    /// A key from its parts.
     pub fn new(exchange: impl Into<Arc<str>>, data_type: DataType, symbol: impl Into<Arc<str>>, date: Date) -> Self {
         Self {
             exchange: exchange.into(),
@@ -147,102 +151,6 @@ fn decode_component(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Midnight UTC at the start of `date`.
-pub fn day_start(date: Date) -> Timestamp {
-    date.to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| z.timestamp())
-        .unwrap_or(Timestamp::MIN)
-}
-
-/// The half-open time range `[from, to)` of a download, in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    pub from: Timestamp,
-    pub to: Timestamp,
-}
-
-/// Why a `--from`/`--to` value was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RangeError {
-    #[error("invalid {flag} '{value}': expected YYYY-MM-DD or an RFC 3339 timestamp such as 2024-01-02T03:04:05Z")]
-    Malformed { flag: &'static str, value: String },
-    #[error("--to ({to}) must be after --from ({from})")]
-    Reversed { from: String, to: String },
-}
-
-/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp (any offset, converted to UTC).
-pub fn parse_instant(flag: &'static str, value: &str) -> Result<Timestamp, RangeError> {
-    let v = value.trim();
-    let malformed = || RangeError::Malformed {
-        flag,
-        value: value.to_string(),
-    };
-    if v.len() == 10 {
-        let date: Date = v.parse().map_err(|_| malformed())?;
-        return Ok(day_start(date));
-    }
-    v.parse::<Timestamp>().map_err(|_| malformed())
-}
-
-impl TimeRange {
-    /// Builds the range; `to` defaults to `from` + 1 day, and must be after `from`.
-    pub fn new(from: Timestamp, to: Option<Timestamp>) -> Result<Self, RangeError> {
-        let to = match to {
-            Some(t) => t,
-            None => from.checked_add(24.hours()).map_err(|_| RangeError::Malformed {
-                flag: "--from",
-                value: from.to_string(),
-            })?,
-        };
-        if to <= from {
-            return Err(RangeError::Reversed {
-                from: from.to_string(),
-                to: to.to_string(),
-            });
-        }
-        Ok(Self { from, to })
-    }
-
-    /// The UTC days that intersect the range, in order.
-    pub fn days(&self) -> Vec<Date> {
-        let utc = jiff::tz::TimeZone::UTC;
-        let first = self.from.to_zoned(utc.clone()).date();
-        // `to` is exclusive: the last day is the one holding the instant just before `to`.
-        let last = (self.to - 1.microsecond()).to_zoned(utc).date();
-        let mut days = Vec::new();
-        let mut d = first;
-        while d <= last {
-            days.push(d);
-            match d.tomorrow() {
-                Ok(next) => d = next,
-                Err(_) => break,
-            }
-        }
-        days
-    }
-
-    /// Whether the range covers whole UTC days only (no row filtering needed).
-    pub fn is_whole_days(&self) -> bool {
-        let midnight = |t: Timestamp| t.as_microsecond().rem_euclid(86_400_000_000) == 0;
-        midnight(self.from) && midnight(self.to)
-    }
-
-    /// `[from, to)` in microseconds since the epoch.
-    pub fn micros(&self) -> (i64, i64) {
-        (self.from.as_microsecond(), self.to.as_microsecond())
-    }
-
-    /// A compact, file-name-safe rendering of one end of the range: `2024-01-02` at midnight,
-    /// `20240102T030405Z` otherwise.
-    pub fn label(t: Timestamp) -> String {
-        if t.as_microsecond().rem_euclid(86_400_000_000) == 0 {
-            t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
-        } else {
-            t.strftime("%Y%m%dT%H%M%SZ").to_string()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,47 +183,5 @@ mod tests {
         assert_eq!(ChunkKey::from_cache_path(&dots.cache_path()), Some(dots));
         assert_eq!(ChunkKey::from_cache_path("v0/a/trades/X/2024-01-01.parquet"), None);
         assert_eq!(ChunkKey::from_cache_path("v1/a/trades/X/2024-01-01.parquet.tmp"), None);
-    }
-
-    #[test]
-    fn ranges_split_into_utc_days_with_exclusive_end() {
-        let r = TimeRange::new(
-            parse_instant("--from", "2024-01-30").unwrap(),
-            Some(parse_instant("--to", "2024-02-02").unwrap()),
-        )
-        .unwrap();
-        assert_eq!(r.days(), vec![date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)]);
-        assert!(r.is_whole_days());
-        let one = TimeRange::new(parse_instant("--from", "2024-02-28").unwrap(), None).unwrap();
-        assert_eq!(one.days(), vec![date(2024, 2, 28)]);
-        let partial = TimeRange::new(
-            parse_instant("--from", "2024-01-01T12:00:00Z").unwrap(),
-            Some(parse_instant("--to", "2024-01-02T00:00:01+00:00").unwrap()),
-        )
-        .unwrap();
-        assert_eq!(partial.days(), vec![date(2024, 1, 1), date(2024, 1, 2)]);
-        assert!(!partial.is_whole_days());
-        assert_eq!(TimeRange::label(partial.from), "20240101T120000Z");
-        assert_eq!(TimeRange::label(r.to), "2024-02-02");
-    }
-
-    #[test]
-    fn offsets_convert_to_utc() {
-        let t = parse_instant("--from", "2024-01-02T01:00:00+02:00").unwrap();
-        assert_eq!(t, parse_instant("--from", "2024-01-01T23:00:00Z").unwrap());
-    }
-
-    #[test]
-    fn bad_ranges_are_refused() {
-        for bad in ["2024-13-01", "2024/01/01", "yesterday", "", "2024-01-01T25:00:00Z"] {
-            assert!(
-                matches!(parse_instant("--from", bad), Err(RangeError::Malformed { .. })),
-                "{bad}"
-            );
-        }
-        let a = parse_instant("--from", "2024-01-02").unwrap();
-        let b = parse_instant("--to", "2024-01-01").unwrap();
-        assert!(matches!(TimeRange::new(a, Some(b)), Err(RangeError::Reversed { .. })));
-        assert!(matches!(TimeRange::new(a, Some(a)), Err(RangeError::Reversed { .. })));
     }
 }

@@ -15,15 +15,43 @@ use arrow_schema::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 /// One of the nine Tardis dataset types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DataType {
+    /// `trades`: individual trades.
     Trades,
+    /// `incremental_book_L2`: order book level updates (with start-of-day snapshots).
     IncrementalBookL2,
+    /// `book_snapshot_25`: the top 25 levels of each side.
     BookSnapshot25,
+    /// `book_snapshot_5`: the top 5 levels of each side.
     BookSnapshot5,
+    /// `quotes`: best bid and ask.
     Quotes,
+    /// `book_ticker`: the exchange's best bid/ask feed.
     BookTicker,
+    /// `derivative_ticker`: funding, open interest, mark and index prices.
     DerivativeTicker,
+    /// `liquidations`: forced orders.
     Liquidations,
+    /// `options_chain`: option quotes and greeks.
     OptionsChain,
+}
+
+/// How big the pieces of a data type's files are, by its width (measured in issue 4: 8 columns
+/// for trades, 104 for `book_snapshot_25`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// Rows per Arrow record batch while decoding: about 4–8 MB of Arrow data per batch, so
+    /// that wide types do not make huge batches.
+    pub batch_rows: usize,
+    /// Rows per Parquet row group: about 30 MiB of Arrow data. A writer buffers a row group's
+    /// encoded pages and a reader loads one whole, so this bounds their memory.
+    pub row_group_rows: usize,
+    /// zstd level of merged outputs: 3 (measured on trades: 15% smaller than 1 for 10% more
+    /// time); 1 for the widest type, whose one-context-per-column at level 3 was the bulk of a
+    /// writer's memory.
+    pub output_zstd_level: i32,
+    /// Limit of one Parquet data or dictionary page, per column: 1 MiB (the default) for
+    /// narrow types, less for wide ones so that a writer's buffers stay around 30 MB.
+    pub page_bytes: usize,
 }
 
 /// How a CSV column is typed.
@@ -31,16 +59,22 @@ pub enum DataType {
 pub enum ColumnKind {
     /// Integer microseconds since the epoch in the CSV, `Timestamp(µs, UTC)` in Arrow.
     Timestamp,
+    /// Text.
     Utf8,
+    /// `true`/`false`.
     Boolean,
+    /// A number.
     Float64,
 }
 
 /// One column of a dataset: its Tardis name, kind and whether Tardis may leave it empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
+    /// The Tardis column name.
     pub name: String,
+    /// How the column is typed.
     pub kind: ColumnKind,
+    /// Whether Tardis may leave it empty (an empty cell is null).
     pub nullable: bool,
 }
 
@@ -113,46 +147,32 @@ impl DataType {
         SCHEMAS.get_or_init(|| Self::ALL.iter().map(|t| t.build_schema()).collect())[self.index()].clone()
     }
 
-    /// Rows per Arrow record batch while decoding: about 4–8 MB of Arrow data per batch, so that
-    /// wide types (104 columns for `book_snapshot_25`) do not make huge batches.
+    /// How big the pieces of this type's files are (see [`Sizing`]).
+    pub fn sizing(self) -> Sizing {
+        const K: usize = 1024;
+        let (batch_rows, row_group_rows, output_zstd_level, page_bytes) = match self {
+            DataType::BookSnapshot25 => (4 * K, 128 * K, 1, 128 * K),
+            DataType::OptionsChain => (16 * K, 256 * K, 3, 512 * K),
+            DataType::BookSnapshot5 => (32 * K, 256 * K, 3, 512 * K),
+            DataType::DerivativeTicker => (32 * K, 256 * K, 3, K * K),
+            _ => (64 * K, 512 * K, 3, K * K),
+        };
+        Sizing {
+            batch_rows,
+            row_group_rows,
+            output_zstd_level,
+            page_bytes,
+        }
+    }
+
+    /// Rows per Arrow record batch while decoding.
     pub fn batch_rows(self) -> usize {
-        match self {
-            DataType::BookSnapshot25 => 4 * 1024,
-            DataType::OptionsChain => 16 * 1024,
-            DataType::BookSnapshot5 | DataType::DerivativeTicker => 32 * 1024,
-            _ => 64 * 1024,
-        }
+        self.sizing().batch_rows
     }
 
-    /// Rows per Parquet row group: about 30 MiB of Arrow data. A writer buffers a row group's
-    /// encoded pages and a reader loads one whole, so this bounds their memory.
+    /// Rows per Parquet row group.
     pub fn row_group_rows(self) -> usize {
-        match self {
-            DataType::BookSnapshot25 => 128 * 1024,
-            DataType::OptionsChain => 256 * 1024,
-            DataType::BookSnapshot5 | DataType::DerivativeTicker => 256 * 1024,
-            _ => 512 * 1024,
-        }
-    }
-
-    /// zstd level of merged outputs: 3 (measured on trades: 15% smaller than 1 for 10% more
-    /// time); 1 for the widest types, whose one-context-per-column at level 3 was the bulk of a
-    /// writer's memory.
-    pub fn output_zstd_level(self) -> i32 {
-        match self {
-            DataType::BookSnapshot25 => 1,
-            _ => 3,
-        }
-    }
-
-    /// Limit of one Parquet data or dictionary page, per column: 1 MiB (the default) for narrow
-    /// types, less for wide ones so that a writer's buffers stay around 30 MB.
-    pub fn page_bytes(self) -> usize {
-        match self {
-            DataType::BookSnapshot25 => 128 * 1024,
-            DataType::OptionsChain | DataType::BookSnapshot5 => 512 * 1024,
-            _ => 1024 * 1024,
-        }
+        self.sizing().row_group_rows
     }
 
     fn build_schema(self) -> SchemaRef {
@@ -266,7 +286,7 @@ impl DataType {
 }
 
 /// `Timestamp(Microsecond, "UTC")`.
-pub fn timestamp_type() -> ArrowType {
+fn timestamp_type() -> ArrowType {
     ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 

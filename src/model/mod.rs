@@ -1,12 +1,14 @@
-//! Pure domain types: data types and their schemas, chunk keys, time ranges. No I/O here.
+//! Pure domain types: data types and their schemas, chunk keys, time ranges, facts about
+//! decoded batches. No I/O here.
 
+mod batch;
 mod chunk;
 mod data_type;
+mod range;
+#[cfg(test)]
+pub(crate) mod testing;
 
-pub use chunk::{
-    CACHE_LAYOUT_VERSION, ChunkKey, RangeError, TimeRange, day_start, fs_component, normalize_symbol, parse_instant,
-    valid_exchange,
-};
-pub use data_type::{
-    Column, ColumnKind, DataType, LOCAL_TIMESTAMP, LOCAL_TIMESTAMP_INDEX, UnknownDataType, timestamp_type,
-};
+pub use batch::{BatchStats, local_ts};
+pub use chunk::{CACHE_LAYOUT_VERSION, ChunkKey, fs_component, normalize_symbol, valid_exchange};
+pub use data_type::{Column, ColumnKind, DataType, LOCAL_TIMESTAMP, LOCAL_TIMESTAMP_INDEX, Sizing, UnknownDataType};
+pub use range::{RangeError, TimeRange, day_start, parse_instant};

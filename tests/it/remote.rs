@@ -143,7 +143,7 @@ async fn garbage_from_the_remote_is_a_miss_and_is_replaced() {
     assert_eq!(run.json()["chunks"]["tardis"], 6);
     let fixed = std::fs::read(key_dir.join("2024-03-01.parquet")).unwrap();
     assert!(
-        tickvault::chunkfile::verify_bytes(&fixed, None).is_ok(),
+        tickvault::cache::chunk_file::verify_bytes(&fixed, None).is_ok(),
         "the read-write run uploaded a good copy"
     );
 }
@@ -269,7 +269,9 @@ async fn refresh_fetches_again_and_overwrites_every_tier() {
     )
     .unwrap();
     assert_eq!(
-        tickvault::chunkfile::verify_bytes(&remote_copy, None).unwrap().rows,
+        tickvault::cache::chunk_file::verify_bytes(&remote_copy, None)
+            .unwrap()
+            .rows,
         1_234
     );
     let (_, rows) = read_parquet(&env.dir.path().join("o2").join(OUT_NAME));

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tickvault::cache::chunk_file::{ChunkData, ChunkFileWriter};
 use tickvault::cache::{
-    Chunk, ChunkStore, LocalStore, MemoryStore, RemoteMode, RemoteOptions, RemoteStore, Tier, Tiered, TieredOptions,
+    Chunk, ChunkStore, LocalStore, MemoryStore, RemoteMode, RemoteOptions, RemoteStore, Tier, Tiered,
 };
-use tickvault::chunkfile::{ChunkData, ChunkFileWriter};
 use tickvault::fetch::{FetchConfig, FetchStats, Fetcher, RetryPolicy};
 use tickvault::model::{ChunkKey, DataType};
 use tickvault::tardis::{ClientConfig, Secret, TardisClient};
@@ -298,21 +298,17 @@ async fn concurrent_requests_for_one_chunk_cause_one_lookup_and_one_fetch() {
     env.serve_generated("binance-futures", "trades", "BTCUSDT", date("2024-02-02"), 2000, 1);
     let local = LocalStore::open(&env.cache).unwrap();
     let fetcher = fetcher(&env, &local.spool_dir());
-    fetcher.probes().seal();
-    let tiered = Tiered::new(
-        Some(MemoryStore::new(64 << 20)),
-        local,
-        None,
-        Some(fetcher),
-        TieredOptions::default(),
-    );
+    let tiered = Tiered::builder(local)
+        .memory(Some(MemoryStore::new(64 << 20)))
+        .fetcher(Some(fetcher))
+        .build();
     let k = key("BTCUSDT", "2024-02-02");
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let tiered = tiered.clone();
         let k = k.clone();
         tasks.push(tokio::spawn(async move {
-            tiered.resolve(&k, None).await.map(|r| r.chunk.meta.rows)
+            tiered.resolve(&k).await.map(|r| r.chunk.meta.rows)
         }));
     }
     for t in tasks {
@@ -321,7 +317,7 @@ async fn concurrent_requests_for_one_chunk_cause_one_lookup_and_one_fetch() {
     assert_eq!(env.dataset_requests(), 1, "one fetch for twelve concurrent requests");
     assert_eq!(tiered.lookups(), 1, "one lookup");
     // Later requests are memory hits.
-    let again = tiered.resolve(&k, None).await.unwrap();
+    let again = tiered.resolve(&k).await.unwrap();
     assert_eq!(again.source, Tier::Memory);
 }
 
@@ -334,17 +330,11 @@ async fn a_remote_hit_back_fills_local_and_memory() {
     remote.put(&make_chunk(&k, 300, 1, true)).await.unwrap();
     let local = LocalStore::open(dir.path()).unwrap();
     let memory = MemoryStore::new(64 << 20);
-    let tiered = Tiered::new(
-        Some(memory.clone()),
-        local.clone(),
-        Some(remote),
-        None,
-        TieredOptions {
-            offline: true,
-            refresh: false,
-        },
-    );
-    let r = tiered.resolve(&k, None).await.unwrap();
+    let tiered = Tiered::builder(local.clone())
+        .memory(Some(memory.clone()))
+        .remote(Some(remote))
+        .build();
+    let r = tiered.resolve(&k).await.unwrap();
     assert_eq!(r.source, Tier::Remote);
     assert_eq!(r.chunk.meta.rows, 300);
     assert!(

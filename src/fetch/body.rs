@@ -1,0 +1,139 @@
+//! One attempt at a chunk: GET the day-file, stream the body into a spool file while a decoder
+//! thread turns the spool into the chunk file at the destination. A body that ends early (a
+//! reset, fewer bytes than `Content-Length`) fails the attempt; the decoder then sees an input
+//! error and the next attempt starts again from byte 0.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use tracing::debug;
+
+use super::job::write_chunk_file;
+use super::spool::{SpoolWriter, spool};
+use super::{FetchError, Fetched, Fetcher};
+use crate::model::ChunkKey;
+use crate::tardis::{HttpError, redact_url};
+
+impl Fetcher {
+    /// Attempt `n` at fetching `key` into `dest`.
+    pub(super) async fn attempt(
+        &self,
+        key: &ChunkKey,
+        dest: &Path,
+        complete: bool,
+        n: u32,
+    ) -> Result<Fetched, FetchError> {
+        let permit = self.admission.admit().await.map_err(|stopped| FetchError::Aborted {
+            chunk: key.to_string(),
+            reason: stopped.0,
+        })?;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if n > 1 {
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        debug!("GET {} (attempt {n})", key.url_path());
+        let response = self.client.get_dataset(key, n).await;
+        if let Err(e) = &response
+            && e.stops_the_run()
+        {
+            let reason = match e {
+                HttpError::Status { status: 401, .. } => format!("Tardis refused the API key ({e})"),
+                _ => e.to_string(),
+            };
+            self.admission.stop(reason);
+        }
+        // The answer's status is known (and a fatal one recorded): the other chunks may start.
+        self.probes.arrive(key);
+        let response = response?;
+        let expected = response.content_length();
+        let seq = self.spool_seq.fetch_add(1, Ordering::Relaxed);
+        let spool_path = self.spool_dir.join(format!("{}-{seq}.spool", std::process::id()));
+        let (writer, reader) = spool(spool_path.clone())
+            .map_err(|e| FetchError::local(format!("creating spool file {}", spool_path.display()), e))?;
+
+        // Decode on a pool thread once one is free; meanwhile the body keeps spooling.
+        let decoders = self.decoders.clone();
+        let (job_key, job_dest) = (key.clone(), dest.to_path_buf());
+        let decode = tokio::spawn(async move {
+            let name = job_key.to_string();
+            decoders
+                .run(move || write_chunk_file(&job_key, reader, &job_dest, complete))
+                .await
+                .unwrap_or_else(|e| Err(FetchError::local(format!("decoding {name}"), e)))
+        });
+
+        let url = redact_url(&self.client.dataset_url(key));
+        let (writer, failure) = self
+            .stream_body(response, writer, &spool_path, &url, expected, &decode)
+            .await;
+        drop(permit);
+        let received = writer.written();
+        match failure {
+            Some(err) => {
+                writer.fail(err.to_string());
+                // Wait for the decoder to let go of `dest` before the next attempt reuses it.
+                let _ = decode.await;
+                Err(err)
+            }
+            None => {
+                writer.finish();
+                let meta = decode
+                    .await
+                    .map_err(|e| FetchError::local(format!("decoding {key}"), e))??;
+                Ok(Fetched {
+                    meta,
+                    body_bytes: received,
+                })
+            }
+        }
+    }
+
+    /// Streams the body into the spool. Returns the writer and the failure, if the body did not
+    /// arrive whole.
+    async fn stream_body(
+        &self,
+        response: reqwest::Response,
+        mut writer: SpoolWriter,
+        spool_path: &Path,
+        url: &str,
+        expected: Option<u64>,
+        decode: &tokio::task::JoinHandle<Result<crate::cache::chunk_file::ChunkMeta, FetchError>>,
+    ) -> (SpoolWriter, Option<FetchError>) {
+        let mut stream = response.bytes_stream();
+        while let Some(piece) = stream.next().await {
+            let bytes = match piece {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let err = HttpError::Transport {
+                        url: url.to_string(),
+                        what: "body interrupted",
+                        source: e.without_url(),
+                    };
+                    return (writer, Some(err.into()));
+                }
+            };
+            self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            match writer.append(&bytes) {
+                Ok(true) => {}
+                // The decoder stopped (its error is the one to report).
+                Ok(false) => return (writer, None),
+                Err(e) => {
+                    let err = FetchError::local(format!("writing spool file {}", spool_path.display()), e);
+                    return (writer, Some(err));
+                }
+            }
+        }
+        let received = writer.written();
+        let short = expected.filter(|&expected| received < expected && !decode.is_finished());
+        let failure = short.map(|expected| {
+            HttpError::ShortBody {
+                url: url.to_string(),
+                received,
+                expected,
+            }
+            .into()
+        });
+        (writer, failure)
+    }
+}

@@ -1,0 +1,86 @@
+//! Why fetching a chunk failed: an HTTP failure from [`crate::tardis`], a body that does not
+//! decode, a local file operation, or a policy decision (no key, the run stopped, retries spent).
+
+use std::time::Duration;
+
+use crate::decode::DecodeError;
+use crate::tardis::HttpError;
+
+/// Why a chunk could not be fetched from Tardis.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The body could not be decoded; gzip and input errors are transient, the rest are not.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Without an API key only the first day of each month may be downloaded.
+    #[error(
+        "{chunk}: an API key is required for days other than the first of the month (set --api-key or TARDIS_API_KEY)"
+    )]
+    KeyRequired {
+        /// The chunk.
+        chunk: String,
+    },
+    /// A local file operation failed (spool, chunk file).
+    #[error("{what}")]
+    Local {
+        /// What was being done, naming the file.
+        what: String,
+        #[source]
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Not attempted because the run was stopped by an earlier fatal answer.
+    #[error("{chunk}: not attempted: {reason}")]
+    Aborted {
+        /// The chunk.
+        chunk: String,
+        /// Why the run stopped.
+        reason: String,
+    },
+    /// Retries were exhausted, or a later attempt failed for good.
+    #[error("gave up after {attempts} attempts over {:.1} s", elapsed.as_secs_f64())]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Time from the first attempt to the last failure.
+        elapsed: Duration,
+        /// The last attempt's error.
+        #[source]
+        last: Box<FetchError>,
+    },
+}
+
+impl FetchError {
+    /// A local failure while doing `what`.
+    pub(crate) fn local(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Local {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Whether another attempt may succeed. Each case gives its reason.
+    pub fn retryable(&self) -> bool {
+        match self {
+            FetchError::Http(e) => e.retryable(),
+            // A truncated gzip or one failing its CRC is a damaged transfer: fetch again.
+            // A header mismatch or an unparsable row is in the file itself: retrying cannot help.
+            FetchError::Decode(e) => matches!(e, DecodeError::Gzip { .. } | DecodeError::Input { .. }),
+            FetchError::KeyRequired { .. }
+            | FetchError::Local { .. }
+            | FetchError::Aborted { .. }
+            | FetchError::GaveUp { .. } => false,
+        }
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Http(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Fetching one chunk from Tardis into a chunk file, under the run's limits.
+//!
+//! Policy and mechanism live apart: [`admission`] decides when a request may be sent (download
+//! slots, the token bucket, a 429's pause, a stopped run), [`probe`] holds the bulk of the run
+//! back until the probe chunks are answered, [`retry`] decides whether and when to try again,
+//! and [`body`] is one attempt (GET → spool → decode job, in [`job`]). [`exported`] says
+//! whether a day is final. Cache hits never come here: only this module talks to the datasets
+//! API.
+
+mod admission;
+mod body;
+mod error;
+mod exported;
+mod job;
+mod pool;
+mod probe;
+mod retry;
+mod spool;
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tracing::warn;
+
+pub use error::FetchError;
+pub use retry::RetryPolicy;
+
+use self::admission::Admission;
+use self::exported::ExportedUntil;
+use self::pool::Pool;
+use self::probe::Probes;
+use crate::cache::chunk_file::ChunkMeta;
+use crate::model::ChunkKey;
+use crate::tardis::TardisClient;
+
+/// Counters of the traffic to Tardis, shared with the summary.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    /// Dataset requests sent (attempts).
+    pub requests: AtomicU64,
+    /// Attempts that were retries.
+    pub retries: AtomicU64,
+    /// Compressed body bytes received, failed attempts included (Tardis bills them all).
+    pub bytes: AtomicU64,
+}
+
+/// Limits and settings of the fetcher.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Downloads in flight (`--concurrency`).
+    pub concurrency: usize,
+    /// Requests per second (`--rate-limit`); `None` = unlimited.
+    pub rate_limit: Option<NonZeroU32>,
+    /// Chunks decoded at once (CPU bound): the number of cores.
+    pub decoders: usize,
+    /// How failed attempts are retried.
+    pub retry: RetryPolicy,
+    /// Where spool files go (same file system as the cache).
+    pub spool_dir: PathBuf,
+}
+
+/// The outcome of a successful fetch: the chunk file written at the requested path.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The chunk file's metadata (`complete` says whether the day was final).
+    pub meta: ChunkMeta,
+    /// Compressed bytes of the final, successful body.
+    pub body_bytes: u64,
+}
+
+/// Fetches chunks from Tardis. Shared by all chunk tasks of a run.
+pub struct Fetcher {
+    client: TardisClient,
+    admission: Admission,
+    probes: Probes,
+    exported: ExportedUntil,
+    /// One thread per core decoding spooled bodies into chunk files.
+    decoders: Arc<Pool>,
+    retry: RetryPolicy,
+    spool_dir: PathBuf,
+    stats: Arc<FetchStats>,
+    spool_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    /// A fetcher with its decoding threads started.
+    ///
+    /// # Errors
+    /// The decoding threads cannot be started.
+    pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> std::io::Result<Self> {
+        Ok(Self {
+            exported: ExportedUntil::new(client.clone()),
+            client,
+            admission: Admission::new(config.concurrency, config.rate_limit),
+            probes: Probes::default(),
+            decoders: Arc::new(Pool::new("decode", config.decoders.max(1))?),
+            retry: config.retry,
+            spool_dir: config.spool_dir,
+            stats,
+            spool_seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Names the probe chunks: other fetches wait until each has been answered (or resolved
+    /// otherwise, see [`Self::resolved`]).
+    pub fn set_probes(&self, keys: impl IntoIterator<Item = ChunkKey>) {
+        self.probes.set(keys);
+    }
+
+    /// Tells the fetcher a chunk is resolved, by whatever tier: a probe served by a cache no
+    /// longer holds the others back.
+    pub fn resolved(&self, key: &ChunkKey) {
+        self.probes.arrive(key);
+    }
+
+    /// Stops the decoding threads once no more fetches will come, so the memory their
+    /// allocator caches hold is returned before the outputs are written.
+    pub async fn shutdown_decoders(&self) {
+        let pool = self.decoders.clone();
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+    }
+
+    /// Fetches `key` and writes its chunk file into the staged file `dest`. The chunk is
+    /// marked complete when Tardis has finished exporting its day.
+    ///
+    /// # Errors
+    /// The last attempt's error, wrapped in [`FetchError::GaveUp`] after retries.
+    pub async fn fetch(&self, key: &ChunkKey, dest: &Path) -> Result<Fetched, FetchError> {
+        if self.client.config().api_key.is_none() && !key.is_free_day() {
+            self.probes.arrive(key);
+            return Err(FetchError::KeyRequired { chunk: key.to_string() });
+        }
+        if !self.probes.is_pending(key) {
+            self.probes.wait().await;
+        }
+        let complete = self.exported.is_exported(key).await;
+        let result = retry::retry(
+            &self.retry,
+            |n| self.attempt(key, dest, complete, n),
+            |err, delay, n| {
+                if let Some(ra) = err.retry_after() {
+                    self.admission.pause_for(ra);
+                }
+                warn!(
+                    "{key}: attempt {n} failed: {}; retrying in {:.1} s",
+                    crate::error::chain(err),
+                    delay.as_secs_f64()
+                );
+            },
+        )
+        .await;
+        self.probes.arrive(key);
+        result
+    }
+}

@@ -1,0 +1,119 @@
+//! One merged Parquet file per data type, its rows interleaved by `local_timestamp`.
+//!
+//! A merged file records a fingerprint of its inputs (each chunk's checksum, the range, the
+//! version); when the file on disk verifies and carries the same fingerprint, there is nothing
+//! to do.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use twox_hash::XxHash3_64;
+
+use super::merge::{MergeInput, merge};
+use super::{OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
+use crate::cache::Chunk;
+use crate::parquet::atomic::AtomicFile;
+use crate::parquet::encodings::output_properties;
+use crate::parquet::sealed::{SealedWriter, keys, verify_sealed_file};
+
+/// `tickvault.format` of a merged output file.
+const OUTPUT_FORMAT: &str = "output-v1";
+/// Key of the inputs fingerprint in a merged output's footer.
+const META_INPUTS: &str = "tickvault.inputs";
+
+/// The fingerprint of a merged output's inputs.
+fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
+    let mut text = format!(
+        "{OUTPUT_FORMAT}|{}|{}|{}\n",
+        crate::VERSION,
+        ctx.data_type,
+        ctx.range_label
+    );
+    for c in chunks {
+        text.push_str(&format!("{}:{:016x}\n", c.key, c.meta.checksum));
+    }
+    format!("{:016x}", XxHash3_64::oneshot_with_seed(0, text.as_bytes()))
+}
+
+/// Threads encoding a merged output's columns.
+fn encode_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The existing file at `path`, if it is sound and made from inputs with fingerprint `fp`.
+fn up_to_date(ctx: &OutputContext, path: &Path, fp: &str) -> Option<OutputResult> {
+    if !path.exists() {
+        return None;
+    }
+    match verify_sealed_file(path) {
+        Ok(footer) if footer.get(keys::FORMAT) == Some(OUTPUT_FORMAT) && footer.get(META_INPUTS) == Some(fp) => {
+            debug!("{} is up to date", path.display());
+            Some(OutputResult {
+                data_type: ctx.data_type.to_string(),
+                path: path.to_path_buf(),
+                rows: footer.num_rows,
+                bytes: footer.file_bytes,
+                status: OutputStatus::UpToDate,
+            })
+        }
+        Ok(_) => {
+            debug!("{} was made from other inputs; rewriting it", path.display());
+            None
+        }
+        Err(e) => {
+            warn!("replacing {}: {}", path.display(), crate::error::chain(&e));
+            None
+        }
+    }
+}
+
+/// Writes (or confirms) one merged file from `chunks`, given in tie-break order.
+///
+/// # Errors
+/// See [`OutputError`].
+pub(crate) fn write_merged(
+    ctx: &OutputContext,
+    path: &Path,
+    chunks: &[Chunk],
+    cancel: &CancellationToken,
+) -> Result<OutputResult, OutputError> {
+    let fp = fingerprint(ctx, chunks);
+    if let Some(done) = up_to_date(ctx, path, &fp) {
+        return Ok(done);
+    }
+    let tmp = AtomicFile::create(path).map_err(OutputError::io("creating a file beside", path))?;
+    let file = tmp.handle().map_err(OutputError::io("opening", tmp.path()))?;
+    let write_err = OutputError::write(path);
+    let props = output_properties(ctx.data_type);
+    let mut writer = SealedWriter::new(file, ctx.data_type.schema(), props, encode_threads()).map_err(&write_err)?;
+    let inputs = chunks
+        .iter()
+        .map(|c| MergeInput {
+            name: c.key.to_string(),
+            data: c.data.clone(),
+            meta: c.meta.clone(),
+        })
+        .collect();
+    let rows = merge(ctx.data_type, inputs, ctx.range, ctx.data_type.batch_rows(), |b| {
+        cancelled(cancel)?;
+        writer.write(&b)
+    })
+    .map_err(OutputError::merge(path))?;
+    let kv = vec![
+        (keys::FORMAT, OUTPUT_FORMAT.to_string()),
+        (keys::VERSION, crate::VERSION.to_string()),
+        (keys::SOURCE, ctx.source.clone()),
+        (keys::ROWS, rows.to_string()),
+        (META_INPUTS, fp),
+    ];
+    let (sealed, _) = writer.finish(kv).map_err(&write_err)?;
+    tmp.commit().map_err(OutputError::io("renaming into", path))?;
+    Ok(OutputResult {
+        data_type: ctx.data_type.to_string(),
+        path: path.to_path_buf(),
+        rows,
+        bytes: sealed.file_bytes,
+        status: OutputStatus::Written,
+    })
+}

@@ -1,0 +1,124 @@
+//! Writing the outputs: one merged Parquet file per data type ([`merged`], rows interleaved by
+//! `local_timestamp` through [`merge`]), or a Hive-partitioned dataset ([`partitioned`]).
+//!
+//! Files are written atomically ([`crate::parquet::atomic`]), so a reader never sees a partial
+//! file and an interrupted run leaves the previous output intact.
+
+pub mod merge;
+mod merged;
+mod partitioned;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub(crate) use merged::write_merged;
+pub(crate) use partitioned::write_partitioned;
+
+use crate::model::DataType;
+use crate::parquet::sealed::SealedError;
+use merge::MergeError;
+
+/// What happened to one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStatus {
+    /// Written by this run.
+    Written,
+    /// Already present, verified, and made from exactly these chunks.
+    UpToDate,
+}
+
+/// One written (or up-to-date) output.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputResult {
+    /// The data type it holds.
+    pub data_type: String,
+    /// The file, or the dataset's root directory.
+    pub path: PathBuf,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Whether it was written or already up to date.
+    pub status: OutputStatus,
+}
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A file operation failed.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        #[source]
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Encoding the file failed.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        #[source]
+        /// The cause.
+        source: SealedError,
+    },
+    /// Reading the chunks or merging them failed.
+    #[error("merging into {}", path.display())]
+    Merge {
+        /// The file.
+        path: PathBuf,
+        #[source]
+        /// The cause.
+        source: MergeError<SealedError>,
+    },
+}
+
+impl OutputError {
+    fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io { what, path, source }
+    }
+
+    fn write(path: &std::path::Path) -> impl Fn(SealedError) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Write {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    fn merge(path: &std::path::Path) -> impl FnOnce(MergeError<SealedError>) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Merge { path, source }
+    }
+}
+
+/// Describes the run in the output's metadata (no key, no credentials).
+#[derive(Debug, Clone)]
+pub struct OutputContext {
+    /// The data type written.
+    pub data_type: DataType,
+    /// e.g. `https://datasets.tardis.dev/v1 exchange=deribit symbols=BTC-PERPETUAL from=… to=…`
+    pub source: String,
+    /// `[from, to)` in µs when rows must be cut (a range not on whole days).
+    pub range: Option<(i64, i64)>,
+    /// Label of the range for the fingerprint.
+    pub range_label: String,
+}
+
+/// An error that stops writing once the run is interrupted.
+fn cancelled(cancel: &tokio_util::sync::CancellationToken) -> Result<(), SealedError> {
+    if cancel.is_cancelled() {
+        Err(SealedError::io(
+            "writing the output",
+            std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
+        ))
+    } else {
+        Ok(())
+    }
+}

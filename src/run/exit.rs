@@ -1,0 +1,57 @@
+//! Process exit codes, documented in README.md, and the one mapping from a run's status to
+//! its code.
+
+use serde::Serialize;
+
+/// How a download run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every chunk and output is done.
+    Ok,
+    /// Some chunks or outputs failed; the rest are cached and a re-run fetches only what is missing.
+    Failed,
+    /// Stopped by Ctrl-C / SIGTERM.
+    Interrupted,
+}
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Every chunk and output is done.
+    Success,
+    /// Some chunks (or outputs) failed; what succeeded is cached. Also any runtime error.
+    Failure,
+    /// Bad usage or input: nothing fetched, nothing written.
+    Usage,
+    /// Interrupted by SIGINT/SIGTERM.
+    Interrupted,
+}
+
+impl ExitCode {
+    /// The process's exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Failure => 1,
+            ExitCode::Usage => 2,
+            ExitCode::Interrupted => 130,
+        }
+    }
+}
+
+impl From<RunStatus> for ExitCode {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Ok => ExitCode::Success,
+            RunStatus::Failed => ExitCode::Failure,
+            RunStatus::Interrupted => ExitCode::Interrupted,
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(c: ExitCode) -> Self {
+        std::process::ExitCode::from(c.code())
+    }
+}

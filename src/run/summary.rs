@@ -1,0 +1,264 @@
+//! What a download run did: counts per tier, traffic, outputs, failures, exit code. Rendered
+//! for people (stderr) or as JSON (stdout, `--json`). Every summary, an interrupted run's
+//! included, is built the same way: [`Summary::begin`] from the request, the run's figures,
+//! then [`Summary::end`] with the status, which alone decides the exit code.
+
+use std::fmt::Write as _;
+
+use indicatif::{HumanBytes, HumanCount};
+use serde::Serialize;
+
+use super::exit::{ExitCode, RunStatus};
+use super::plan::Request;
+use crate::output::{OutputResult, OutputStatus};
+
+/// Chunks by where they came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChunkCounts {
+    /// Chunks in the plan.
+    pub total: u64,
+    /// Served by the memory tier.
+    pub memory: u64,
+    /// Served by the local tier.
+    pub local: u64,
+    /// Served by the remote tier.
+    pub remote: u64,
+    /// Fetched from Tardis.
+    pub tardis: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Fetched days Tardis had not finished exporting (used, not cached as complete).
+    pub incomplete: u64,
+}
+
+/// Traffic to Tardis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TardisTraffic {
+    /// Dataset requests sent, retries included.
+    pub requests: u64,
+    /// Requests that were retries.
+    pub retries: u64,
+    /// Compressed bytes received (what Tardis bills).
+    pub bytes: u64,
+}
+
+/// One failed chunk or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The chunk key, or the data type of an output.
+    pub chunk: String,
+    /// The error with its causes.
+    pub error: String,
+}
+
+/// Background uploads to the remote cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Uploads {
+    /// Chunks uploaded.
+    pub uploaded: u64,
+    /// Uploads that failed.
+    pub failed: u64,
+}
+
+/// The outcome of `tickvault download`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// The process's exit code (from `status`).
+    pub exit_code: i32,
+    /// The request.
+    pub exchange: String,
+    /// Normalised symbols.
+    pub symbols: Vec<String>,
+    /// Data types.
+    pub data_types: Vec<String>,
+    /// Start of the range (RFC 3339).
+    pub from: String,
+    /// End of the range, exclusive (RFC 3339).
+    pub to: String,
+    /// Chunks per source tier.
+    pub chunks: ChunkCounts,
+    /// Rows in the chunks of this run (whole days).
+    pub chunk_rows: u64,
+    /// Rows in the outputs.
+    pub rows: u64,
+    /// Traffic to Tardis.
+    pub tardis: TardisTraffic,
+    /// Chunk-file bytes served by the cache tiers.
+    pub bytes_from_cache: u64,
+    /// Background uploads to the remote cache.
+    pub uploads: Uploads,
+    /// Outputs written or up to date.
+    pub outputs: Vec<OutputResult>,
+    /// Data types whose output was not written, and why.
+    pub skipped_outputs: Vec<Failure>,
+    /// Chunks that failed, in request order.
+    pub failures: Vec<Failure>,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// An empty summary of `request`, to be filled by the run and closed by [`Self::end`].
+    pub fn begin(request: &Request) -> Self {
+        Self {
+            status: RunStatus::Ok,
+            exit_code: 0,
+            exchange: request.exchange.clone(),
+            symbols: request.symbols.clone(),
+            data_types: request.data_types.iter().map(ToString::to_string).collect(),
+            from: request.range.from.to_string(),
+            to: request.range.to.to_string(),
+            chunks: ChunkCounts::default(),
+            chunk_rows: 0,
+            rows: 0,
+            tardis: TardisTraffic::default(),
+            bytes_from_cache: 0,
+            uploads: Uploads::default(),
+            outputs: Vec::new(),
+            skipped_outputs: Vec::new(),
+            failures: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Closes the summary: the status (and with it the exit code) and the wall time.
+    #[must_use]
+    pub fn end(mut self, status: RunStatus, seconds: f64) -> Self {
+        self.status = status;
+        self.exit_code = i32::from(ExitCode::from(status).code());
+        self.seconds = seconds;
+        self
+    }
+
+    /// The process exit code.
+    pub fn exit(&self) -> ExitCode {
+        ExitCode::from(self.status)
+    }
+
+    /// The JSON summary (one line).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A few lines for a person.
+    pub fn render(&self) -> String {
+        let mut s = self.traffic_line();
+        let c = &self.chunks;
+        if c.incomplete > 0 {
+            let _ = writeln!(
+                s,
+                "{} chunk(s) are days Tardis has not finished exporting: used now, fetched again next run",
+                c.incomplete
+            );
+        }
+        if self.uploads.uploaded + self.uploads.failed > 0 {
+            let _ = writeln!(
+                s,
+                "remote cache: {} uploaded, {} failed",
+                self.uploads.uploaded, self.uploads.failed
+            );
+        }
+        for o in &self.outputs {
+            let verb = match o.status {
+                OutputStatus::Written => "wrote",
+                OutputStatus::UpToDate => "up to date:",
+            };
+            let _ = writeln!(
+                s,
+                "{verb} {} ({} rows, {})",
+                o.path.display(),
+                HumanCount(o.rows),
+                HumanBytes(o.bytes)
+            );
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "failed: {}", f.error);
+        }
+        for f in &self.skipped_outputs {
+            let _ = writeln!(s, "not written: {}: {}", f.chunk, f.error);
+        }
+        match self.status {
+            RunStatus::Ok => {}
+            RunStatus::Failed => {
+                let _ = writeln!(s, "{}", failure_line(c.failed, c.total));
+            }
+            RunStatus::Interrupted => {
+                let _ = writeln!(s, "interrupted: no output written; completed chunks are cached");
+            }
+        }
+        s
+    }
+
+    /// Chunks per tier, rows, traffic and time.
+    fn traffic_line(&self) -> String {
+        let c = &self.chunks;
+        let mut s = format!(
+            "{} chunks: {} from Tardis, {} local, {} remote, {} memory",
+            c.total, c.tardis, c.local, c.remote, c.memory
+        );
+        if c.failed > 0 {
+            let _ = write!(s, ", {} failed", c.failed);
+        }
+        let _ = writeln!(
+            s,
+            "; {} rows; {} fetched from Tardis in {} requests, {} from caches; {:.1} s",
+            HumanCount(self.rows),
+            HumanBytes(self.tardis.bytes),
+            self.tardis.requests,
+            HumanBytes(self.bytes_from_cache),
+            self.seconds
+        );
+        s
+    }
+}
+
+/// The last line of a failed run: what a re-run will have to do.
+fn failure_line(failed: u64, total: u64) -> String {
+    if failed == 0 {
+        "error: no chunk failed, but outputs were not written (see above); a re-run writes them".into()
+    } else if failed >= total {
+        format!("error: all {total} chunks failed; nothing was written or cached")
+    } else {
+        format!(
+            "error: {failed} of {total} chunks failed; the others are cached, so a re-run fetches only the missing ones"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_line_says_what_a_rerun_does() {
+        assert!(failure_line(2, 6).starts_with("error: 2 of 6 chunks failed; the others are cached"));
+        assert_eq!(
+            failure_line(3, 3),
+            "error: all 3 chunks failed; nothing was written or cached"
+        );
+        assert_eq!(
+            failure_line(0, 4),
+            "error: no chunk failed, but outputs were not written (see above); a re-run writes them"
+        );
+    }
+
+    #[test]
+    fn the_status_alone_decides_the_exit_code() {
+        let request = Request {
+            exchange: "x".into(),
+            symbols: vec!["A".into()],
+            data_types: vec![crate::model::DataType::Trades],
+            range: crate::model::TimeRange::new(jiff::Timestamp::UNIX_EPOCH, None).unwrap(),
+        };
+        for (status, code) in [
+            (RunStatus::Ok, 0),
+            (RunStatus::Failed, 1),
+            (RunStatus::Interrupted, 130),
+        ] {
+            let s = Summary::begin(&request).end(status, 1.0);
+            assert_eq!((s.exit_code, i32::from(s.exit().code())), (code, code));
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Settings: every option declared once ([`options`]), read from flags and their environment
+//! variables, the config file and the defaults ([`cli`], [`layers`]), then validated into the
+//! immutable settings of a command. Everything a user can get wrong is checked here, before
+//! any network traffic or lasting file write, and reported as a [`UsageError`] (exit code 2).
+
+mod checks;
+pub mod cli;
+mod layers;
+pub mod options;
+mod parse;
+pub mod spec;
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::cache::{RemoteMode, RemoteOptions, RemoteStore};
+use crate::fetch::RetryPolicy;
+use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant, valid_exchange};
+use crate::run::plan::Request;
+use crate::tardis::Secret;
+use options::Options;
+
+/// Bad usage or input: reported in one line, exit code 2, nothing fetched or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// Where the output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// One merged file per data type in this directory.
+    Dir(PathBuf),
+    /// One merged file (one data type).
+    File(PathBuf),
+    /// The Hive layout under this directory.
+    Partitioned(PathBuf),
+}
+
+/// Where the cache tiers are.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// The local tier's directory.
+    pub cache_dir: PathBuf,
+    /// The remote tier, if any.
+    pub remote: Option<RemoteOptions>,
+    /// Bytes the memory tier may hold.
+    pub memory_cache: u64,
+}
+
+/// Everything `tickvault download` needs, validated.
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    /// What to download.
+    pub request: Request,
+    /// Where the output goes.
+    pub output: OutputSpec,
+    /// The cache tiers.
+    pub cache: CacheSettings,
+    /// Never contact Tardis.
+    pub offline: bool,
+    /// Fetch everything again.
+    pub refresh: bool,
+    /// The Tardis API key.
+    pub api_key: Option<Secret>,
+    /// Base of the datasets API.
+    pub datasets_url: Url,
+    /// Base of the metadata API.
+    pub api_url: Url,
+    /// Downloads in flight.
+    pub concurrency: usize,
+    /// Requests per second, if limited.
+    pub rate_limit: Option<NonZeroU32>,
+    /// How failed downloads are retried.
+    pub retry: RetryPolicy,
+    /// Limit on connecting.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a body.
+    pub read_timeout: Duration,
+    /// Chunks decoded at once (CPU bound).
+    pub decoders: usize,
+    /// A JSON summary on stdout.
+    pub json: bool,
+}
+
+/// Reads a layered option that has a default.
+fn defaulted<T: Clone>(v: &Option<T>) -> T {
+    v.clone().expect("options with a declared default are always set")
+}
+
+impl DownloadSettings {
+    /// Validates the options of `tickvault download`.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag or key at fault.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        let request = request(o)?;
+        let output = output(o, &request)?;
+        if defaulted(&o.offline) && defaulted(&o.refresh) {
+            return Err(usage("--offline and --refresh contradict each other"));
+        }
+        let cache = CacheSettings::resolve(o)?;
+        checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
+        let concurrency = defaulted(&o.concurrency);
+        if !(1..=1000).contains(&concurrency) {
+            return Err(usage(format!(
+                "invalid --concurrency {concurrency}: expected 1 to 1000"
+            )));
+        }
+        let rate_limit = o
+            .rate_limit
+            .map(|n| {
+                NonZeroU32::new(n)
+                    .ok_or_else(|| usage("invalid --rate-limit 0: expected at least 1 request per second"))
+            })
+            .transpose()?;
+        let retry = RetryPolicy {
+            max_retries: defaulted(&o.max_retries),
+            initial_backoff: defaulted(&o.retry_initial_backoff),
+            max_backoff: defaulted(&o.retry_max_backoff),
+        };
+        if retry.max_retries > 100 {
+            return Err(usage(format!(
+                "invalid --max-retries {}: expected at most 100",
+                retry.max_retries
+            )));
+        }
+        Ok(Self {
+            request,
+            output,
+            cache,
+            offline: defaulted(&o.offline),
+            refresh: defaulted(&o.refresh),
+            api_key: o.api_key.clone(),
+            datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
+            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
+            concurrency,
+            rate_limit,
+            retry,
+            connect_timeout: defaulted(&o.connect_timeout),
+            read_timeout: defaulted(&o.read_timeout),
+            decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            json: defaulted(&o.json),
+        })
+    }
+}
+
+/// Exchange, symbols, data types and range.
+fn request(o: &Options) -> Result<Request, UsageError> {
+    let exchange = o
+        .exchange
+        .clone()
+        .ok_or_else(|| usage("--exchange is required (e.g. --exchange binance-futures)"))?;
+    if !valid_exchange(&exchange) {
+        return Err(usage(format!(
+            "invalid --exchange '{exchange}': expected a Tardis exchange id such as binance-futures or deribit"
+        )));
+    }
+    let raw_symbols = o
+        .symbols
+        .as_ref()
+        .ok_or_else(|| usage("--symbols is required (e.g. --symbols BTCUSDT,ETHUSDT)"))?;
+    let symbols = dedup(
+        raw_symbols
+            .iter()
+            .map(|s| normalize_symbol(s))
+            .filter(|s| !s.is_empty()),
+    );
+    if symbols.is_empty() {
+        return Err(usage("--symbols is empty: give at least one symbol"));
+    }
+    let mut data_types = Vec::new();
+    for t in defaulted(&o.data_types).iter().filter(|t| !t.trim().is_empty()) {
+        let t: DataType = t.parse().map_err(|e| usage(format!("--data-types: {e}")))?;
+        data_types.push(t);
+    }
+    let data_types = dedup(data_types.into_iter());
+    if data_types.is_empty() {
+        return Err(usage("--data-types is empty: give at least one data type"));
+    }
+    let from = o
+        .from
+        .as_deref()
+        .ok_or_else(|| usage("--from is required (YYYY-MM-DD or RFC 3339)"))?;
+    let from = parse_instant("--from", from).map_err(|e| usage(e.to_string()))?;
+    let to =
+        o.to.as_deref()
+            .map(|t| parse_instant("--to", t))
+            .transpose()
+            .map_err(|e| usage(e.to_string()))?;
+    let range = TimeRange::new(from, to).map_err(|e| usage(e.to_string()))?;
+    Ok(Request {
+        exchange,
+        symbols,
+        data_types,
+        range,
+    })
+}
+
+/// The items in first-seen order, without repeats.
+fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Where the output goes, checked writable.
+fn output(o: &Options, request: &Request) -> Result<OutputSpec, UsageError> {
+    let partitioned = defaulted(&o.partitioned);
+    let out_path = defaulted(&o.output);
+    let is_file = out_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let spec = match (is_file, partitioned) {
+        (true, true) => {
+            return Err(usage(
+                "--partitioned writes a directory: give --output a directory, not a .parquet file",
+            ));
+        }
+        (true, false) if request.data_types.len() > 1 => {
+            return Err(usage(format!(
+                "--output {} is one file but {} data types were asked for: give a directory instead",
+                out_path.display(),
+                request.data_types.len()
+            )));
+        }
+        (true, false) => OutputSpec::File(out_path),
+        (false, true) => OutputSpec::Partitioned(out_path),
+        (false, false) => OutputSpec::Dir(out_path),
+    };
+    checks::check_output(&spec)?;
+    Ok(spec)
+}
+
+impl CacheSettings {
+    /// Validates the cache options (any command).
+    ///
+    /// # Errors
+    /// [`UsageError`] for a bad mode or URL, or no cache directory.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        let cache_dir = match &o.cache_dir {
+            Some(d) => d.clone(),
+            None => dirs::cache_dir()
+                .map(|d| d.join("tickvault"))
+                .ok_or_else(|| usage("no platform cache directory: set --cache-dir or TICKVAULT_CACHE_DIR"))?,
+        };
+        let mode: RemoteMode = defaulted(&o.remote_cache_mode).parse().map_err(usage)?;
+        let timeout = defaulted(&o.remote_cache_timeout);
+        let remote = match &o.remote_cache {
+            None => None,
+            Some(raw) => {
+                let url = parse::remote_url(raw).map_err(usage)?;
+                // A bad URL fails now, with exit code 2; nothing is built or created yet.
+                RemoteStore::check_url(&url).map_err(|e| usage(e.to_string()))?;
+                Some(RemoteOptions {
+                    url,
+                    token: o.remote_cache_token.clone(),
+                    mode,
+                    timeout,
+                    connect_timeout: defaulted(&o.connect_timeout).min(timeout),
+                })
+            }
+        };
+        Ok(Self {
+            cache_dir,
+            remote,
+            memory_cache: defaulted(&o.memory_cache).0,
+        })
+    }
+}
+
+/// What `tickvault cache prune` removes.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneSettings {
+    /// Keep the local cache at most this many bytes.
+    pub max_size: Option<u64>,
+    /// Remove entries unused for this long.
+    pub older_than: Option<Duration>,
+}
+
+impl PruneSettings {
+    /// Validates the prune options.
+    ///
+    /// # Errors
+    /// [`UsageError`] when neither limit is given.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        let s = Self {
+            max_size: o.prune_max_size.map(|s| s.0),
+            older_than: o.prune_older_than,
+        };
+        if s.max_size.is_none() && s.older_than.is_none() {
+            return Err(usage("cache prune needs --max-size SIZE and/or --older-than AGE"));
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,143 @@
+//! Every option of tickvault, declared once. The long flag is the name with dashes, the
+//! environment variable `TICKVAULT_` + the upper-case name, the config key the name, unless a
+//! declaration says otherwise; defaults are written in the option's own grammar.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::spec::{Count, OptValue, Scope, Size, Spec, options};
+use crate::tardis::Secret;
+
+/// `--help` sections.
+pub(crate) mod heading {
+    pub const FETCH: &str = "What to fetch";
+    pub const WRITE: &str = "Where to write";
+    pub const CACHE: &str = "Cache";
+    pub const NETWORK: &str = "Tardis and network";
+    pub const TOOL: &str = "Output of the tool";
+    pub const PRUNE: &str = "What to prune";
+}
+
+use heading::{CACHE, FETCH, NETWORK, PRUNE, TOOL, WRITE};
+
+const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
+
+options! {
+    /// Exchange id, e.g. binance-futures, deribit.
+    exchange: String { short: Some('e'), value_name: "ID", heading: FETCH }
+    /// Comma-separated symbols; grouped symbols (PERPETUALS, SPOT, FUTURES, OPTIONS) allowed.
+    symbols: Vec<String> { short: Some('s'), value_name: "LIST", heading: FETCH }
+    /// Comma-separated data types, any of the nine Tardis dataset types.
+    data_types: Vec<String> { short: Some('t'), value_name: "LIST", heading: FETCH, default: Some("trades") }
+    /// Start, YYYY-MM-DD (UTC) or RFC 3339.
+    from: String { value_name: "DATE", heading: FETCH }
+    /// End, exclusive [default: from + 1 day].
+    to: String { value_name: "DATE", heading: FETCH }
+
+    /// A directory (one merged file per data type) or a FILE.parquet (one data type).
+    output: PathBuf { short: Some('o'), value_name: "PATH", heading: WRITE, default: Some("./datasets") }
+    /// Write DIR/exchange=E/data_type=T/date=YYYY-MM-DD/SYMBOL.parquet instead of merged files.
+    partitioned: bool { heading: WRITE, default: Some("false") }
+
+    /// Local cache directory [default: the platform cache dir + /tickvault].
+    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: BOTH }
+    /// Shared remote cache: http(s)://, s3://, gs://, az:// or file://.
+    remote_cache: String { value_name: "URL", heading: CACHE, scope: BOTH }
+    /// Bearer token for an http(s) remote cache; prefer the environment variable (flags show in `ps`).
+    remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: BOTH, secret: true }
+    /// read-write, or read-only for untrusted jobs.
+    remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: BOTH, default: Some("read-write") }
+    /// Limit of one remote cache request; then the next tier is used.
+    remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: BOTH, default: Some("60s") }
+    /// Size of the in-memory cache.
+    memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: BOTH, default: Some("128MiB") }
+    /// Never contact Tardis; fail naming the chunks no cache tier holds.
+    offline: bool { heading: CACHE, default: Some("false") }
+    /// Fetch every chunk from Tardis again and overwrite the cache tiers.
+    refresh: bool { heading: CACHE, default: Some("false") }
+
+    /// Tardis API key; never printed, logged or written anywhere.
+    api_key: Secret { value_name: "KEY", heading: NETWORK, env: Some("TARDIS_API_KEY"), secret: true }
+    /// Base URL of the datasets API.
+    datasets_url: String { value_name: "URL", heading: NETWORK, default: Some("https://datasets.tardis.dev/v1") }
+    /// Base URL of the metadata API.
+    api_url: String { value_name: "URL", heading: NETWORK, default: Some("https://api.tardis.dev/v1") }
+    /// Downloads in flight (20, as the official clients).
+    concurrency: usize { value_name: "N", heading: NETWORK, default: Some("20") }
+    /// Requests per second to Tardis (token bucket) [default: unlimited].
+    rate_limit: u32 { value_name: "N", heading: NETWORK }
+    /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies).
+    max_retries: u32 { value_name: "N", heading: NETWORK, default: Some("10") }
+    /// Delay before the first retry; doubles per retry, with jitter; Retry-After is honoured.
+    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, default: Some("1s") }
+    /// Cap on one retry delay.
+    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, default: Some("60s") }
+    /// Limit on connecting to Tardis or the remote cache.
+    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: BOTH, default: Some("10s") }
+    /// Silence while reading a body before the attempt fails.
+    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, default: Some("120s") }
+
+    /// Print a machine-readable summary on stdout (nothing else goes to stdout).
+    json: bool { heading: TOOL, scope: BOTH, default: Some("false") }
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    verbose: Count { short: Some('v'), heading: TOOL, scope: Scope::GLOBAL, default: Some("0") }
+    /// Only errors on stderr.
+    quiet: bool { short: Some('q'), heading: TOOL, scope: Scope::GLOBAL, default: Some("false") }
+    /// Draw a progress bar (only ever when stderr is a terminal).
+    progress: bool { heading: TOOL, scope: Scope::GLOBAL, default: Some("true") }
+    /// TOML config file (see config/default.toml).
+    config: PathBuf { value_name: "FILE", heading: TOOL, scope: Scope::GLOBAL, in_file: false }
+
+    /// Keep the local cache at most this big, e.g. 50GiB.
+    prune_max_size: Size { flag: Some("max-size"), value_name: "SIZE", heading: PRUNE, scope: Scope::PRUNE }
+    /// Remove entries not used for this long, e.g. 30d, 12h.
+    prune_older_than: Duration { flag: Some("older-than"), value_name: "AGE", heading: PRUNE, scope: Scope::PRUNE }
+}
+
+/// The options a command takes.
+pub(crate) fn for_scope(scope: Scope) -> impl Iterator<Item = &'static Spec> {
+    SPECS.iter().filter(move |s| s.scope.has(scope))
+}
+
+/// The declaration of `name`.
+pub(crate) fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_parses_and_names_are_unique() {
+        let mut o = Options::default();
+        for s in SPECS {
+            if let Some(d) = s.default {
+                o.set_str(s.name, d).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            }
+            assert_eq!(SPECS.iter().filter(|t| t.long() == s.long()).count(), 1, "{}", s.name);
+            assert_eq!(
+                SPECS.iter().filter(|t| t.env_var() == s.env_var()).count(),
+                1,
+                "{}",
+                s.name
+            );
+            assert!(!s.help_text().is_empty(), "{} has help", s.name);
+        }
+    }
+
+    #[test]
+    fn defaults_agree_with_the_retry_policy() {
+        let p = crate::fetch::RetryPolicy::default();
+        let d = |n: &str| spec(n).and_then(|s| s.default).unwrap();
+        assert_eq!(d("max_retries"), p.max_retries.to_string());
+        assert_eq!(
+            super::super::parse::duration(d("retry_initial_backoff")).unwrap(),
+            p.initial_backoff
+        );
+        assert_eq!(
+            super::super::parse::duration(d("retry_max_backoff")).unwrap(),
+            p.max_backoff
+        );
+    }
+}
