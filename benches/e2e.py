@@ -7,10 +7,14 @@ datasets API (``fake-tardis serve``), and times, in alternating rounds within on
 - tickvault cold (empty caches), warm (local tier populated, fresh output path), the identical
   command again (output present and up to date), and L3-only (fresh local cache dir, the remote
   cache populated beforehand, served by a real nginx with WebDAV);
-- the peer: the official Python client ``tardis-dev==5.0.4`` ``download_datasets(endpoint=...)``
-  followed by pyarrow ``read_csv`` (timestamps cast to ``timestamp[us, UTC]``) and
-  ``write_table(compression="zstd")`` per file, from a virtualenv this script creates;
+- two peers, alternating, from a virtualenv this script creates: the official Python client
+  ``tardis-dev==5.0.4`` ``download_datasets(endpoint=...)`` followed per file by either pyarrow
+  ``read_csv`` (timestamps cast to ``timestamp[us, UTC]``) and ``write_table(compression="zstd")``,
+  or polars ``read_csv`` with an explicit schema and ``write_parquet(compression="zstd")``;
 - ``zcat`` of the same ``.csv.gz`` files to /dev/null, the physical reference.
+
+With ``--baseline PATH`` the comparison, l2 and rss scenarios also run a second tickvault binary,
+alternating with the current one on identical inputs, and report both medians and their ratio.
 
 Every command runs under GNU ``/usr/bin/time -v`` (peak RSS); wall time is measured here.
 Prints Markdown tables and a PASS/FAIL checklist and writes them to WORK/results.md. Exits
@@ -19,10 +23,12 @@ non-zero only when something could not be run (a missed target is a FAIL line, n
 Standard library only. Usage::
 
     python3 benches/e2e.py [--work DIR] [--rows 1000000] [--runs 3]
-                           [--scenarios comparison,rss,book,latency,tiers] [--skip-build]
+                           [--scenarios comparison,l2,rss,book,latency,tiers] [--skip-build]
+                           [--tickvault PATH] [--fake-tardis PATH] [--baseline PATH]
 
-``--rows`` sets the rows of a trades day; the other scenarios scale with it (book_snapshot_25
-days have rows/5, latency-scenario days rows/10), so ``--rows 20000 --runs 1`` is a smoke run.
+``--rows`` sets the rows of a trades day; the other scenarios scale with it (incremental_book_L2
+days have rows*3/2, book_snapshot_25 days rows/5, latency-scenario days rows/10), so
+``--rows 20000 --runs 1`` is a smoke run.
 """
 
 from __future__ import annotations
@@ -51,22 +57,31 @@ REPO = Path(__file__).resolve().parent.parent
 EXCHANGE = "binance-futures"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 API_KEY = "tickvault-bench-key"
-PEER_REQUIREMENTS = ["tardis-dev==5.0.4", "pyarrow==26.0.1"]
+PEER_REQUIREMENTS = ["tardis-dev==5.0.4", "pyarrow==26.0.1", "polars==2.1.0"]
+# The peers: the same tardis-dev download, then a per-file conversion with one of these.
+PEERS = {"pyarrow": "tardis-dev + pyarrow", "polars": "tardis-dev + polars"}
 TIME = "/usr/bin/time"
 
 # Fixed date ranges (`to` exclusive), one month per scenario so their files never collide.
 COMPARISON_RANGE = ("2024-01-02", "2024-01-05")  # 3 days, not the free first of a month
+L2_RANGE = ("2024-07-02", "2024-07-04")  # incremental_book_L2, 2 days
 RSS_RANGES = {"10 days": ("2024-03-01", "2024-03-11"), "30 days": ("2024-03-01", "2024-03-31")}
 BOOK_RANGES = {"10 days": ("2024-04-01", "2024-04-11"), "30 days": ("2024-04-01", "2024-05-01")}
 LATENCY_RANGE = ("2024-06-01", "2024-06-21")  # 20 days x 2 symbols = 40 chunks
 LATENCY_MS = 150
 TIERS_RANGE = ("2024-03-01", "2024-03-06")  # 5 days x 2 symbols = 10 chunks, inside RSS_RANGES
+SCENARIOS = ("comparison", "l2", "rss", "book", "latency", "tiers")
 
-# Targets from issue 4.
-TARGET_PEER_RATIO = 2.0
+# Targets from issue 4 (the pyarrow peer, zcat, identical and RSS ones are also in the
+# comparison/l2 target set below).
+TARGET_PEER_RATIO = 2.0  # cold rows/s over the pyarrow peer's
 TARGET_WARM_SPEEDUP = 3.0
 TARGET_IDENTICAL_SPEEDUP = 20.0
 TARGET_RSS_MB = 300.0
+# Targets of the comparison (trades) and l2 scenarios, on top of the above.
+TARGET_POLARS_RATIO = 1.3  # cold rows/s over the polars peer's
+TARGET_ZCAT_RATIO = 1.0  # cold wall over zcat's
+TARGET_WARM_VS_POLARS = 5.0  # warm (fresh output) rows/s over the polars peer's
 TARGET_RSS_GROWTH = 1.10
 TARGET_PARQUET_RATIO = 0.60
 TARGET_LATENCY_RATIO = 1.25
@@ -216,17 +231,36 @@ class Bins:
     fake_tardis: Path
 
 
-def build(skip: bool) -> Bins:
-    if not skip:
-        log("building tickvault and fake-tardis (release)...")
-        run(["cargo", "build", "--release", "-p", "tickvault", "-p", "fake-tardis"], cwd=REPO)
-    meta = json.loads(run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=REPO, quiet=True))
-    release = Path(meta["target_directory"]) / "release"
-    bins = Bins(release / "tickvault", release / "fake-tardis")
+def build(skip: bool, tickvault_bin: Path | None = None, fake_tardis_bin: Path | None = None) -> Bins:
+    """The binaries to run: the given paths, else the release builds of this checkout (built here
+    unless `skip` or a path was given)."""
+    if tickvault_bin and fake_tardis_bin:
+        bins = Bins(tickvault_bin.resolve(), fake_tardis_bin.resolve())
+    else:
+        if not (skip or tickvault_bin or fake_tardis_bin):
+            log("building tickvault and fake-tardis (release)...")
+            run(["cargo", "build", "--release", "-p", "tickvault", "-p", "fake-tardis"], cwd=REPO)
+        meta = json.loads(run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=REPO, quiet=True))
+        release = Path(meta["target_directory"]) / "release"
+        bins = Bins(
+            (tickvault_bin or release / "tickvault").resolve(), (fake_tardis_bin or release / "fake-tardis").resolve()
+        )
     for b in (bins.tickvault, bins.fake_tardis):
-        if not b.is_file():
-            raise ExecError(f"{b} not found (build with cargo build --release, or drop --skip-build)")
+        if not (b.is_file() and os.access(b, os.X_OK)):
+            raise ExecError(
+                f"{b} not found or not executable (build with cargo build --release, drop --skip-build, "
+                "or pass --tickvault and --fake-tardis)"
+            )
     return bins
+
+
+def describe_binary(path: Path) -> str:
+    """`path (its --version)`, for the report header."""
+    proc = subprocess.run(
+        [str(path), "--version"], check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    version = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+    return f"{path}" + (f" ({version})" if version else "")
 
 
 def generate(bins: Bins, root: Path, data_type: str, frm: str, to: str, rows: int, seed: int) -> list[Path]:
@@ -453,6 +487,11 @@ class TvRun:
         return ",".join(sorted({o.get("status", "?") for o in self.summary.get("outputs", [])}))
 
 
+def tiers_of(runs: list[TvRun]) -> str:
+    """Chunks per tier (memory/local/remote/tardis) of some runs: one value, or each distinct one."""
+    return ", ".join(dict.fromkeys(x.tiers for x in runs))
+
+
 def tickvault(
     bins: Bins,
     server,
@@ -503,17 +542,54 @@ def tickvault(
 
 
 PEER_SCRIPT = r'''
-"""The peer: the official client's download_datasets, then pyarrow CSV -> zstd Parquet per file."""
-import glob, json, os, sys, time
+"""A peer: the official client's download_datasets, then CSV -> zstd Parquet per file with
+pyarrow or polars (argv[1]); each imports only its own library."""
+import glob, gzip, json, os, sys, time
+converter = sys.argv[1]
 t0 = time.perf_counter()
-import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pv, pyarrow.parquet as pq
+if converter == "pyarrow":
+    import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pv, pyarrow.parquet as pq
+elif converter == "polars":
+    import polars as pl
+else:
+    sys.exit(f"unknown converter {converter!r}")
 from tardis_dev import download_datasets
 t_import = time.perf_counter() - t0
 
-endpoint, exchange, data_type, symbols, frm, to, download_dir, parquet_dir = sys.argv[1:9]
+endpoint, exchange, data_type, symbols, frm, to, download_dir, parquet_dir = sys.argv[2:10]
 TIMESTAMPS = ("timestamp", "local_timestamp", "funding_timestamp", "expiration")
 STRINGS = ("exchange", "symbol", "id", "side", "type", "underlying_index")
+BOOLEANS = ("is_snapshot",)
 
+
+def convert_pyarrow(src, dst):
+    types = {c: pa.int64() for c in TIMESTAMPS}
+    types.update({c: pa.string() for c in STRINGS})
+    table = pv.read_csv(src, convert_options=pv.ConvertOptions(column_types=types))
+    for name in TIMESTAMPS:
+        i = table.schema.get_field_index(name)
+        if i >= 0:
+            table = table.set_column(i, name, pc.cast(table[name], pa.timestamp("us", tz="UTC")))
+    pq.write_table(table, dst, compression="zstd")
+    return table.num_rows
+
+
+def convert_polars(src, dst):
+    # An explicit schema from the header: timestamps Int64 (then Datetime us UTC), strings Utf8,
+    # is_snapshot Boolean, everything else Float64. Empty cells are read as nulls.
+    with gzip.open(src, "rt") as f:
+        columns = f.readline().rstrip("\n").split(",")
+    schema = {
+        c: pl.Int64 if c in TIMESTAMPS else pl.Utf8 if c in STRINGS else pl.Boolean if c in BOOLEANS else pl.Float64
+        for c in columns
+    }
+    df = pl.read_csv(src, schema=schema)
+    df = df.with_columns([pl.col(c).cast(pl.Datetime("us", "UTC")) for c in columns if c in TIMESTAMPS])
+    df.write_parquet(dst, compression="zstd")
+    return df.height
+
+
+convert = convert_pyarrow if converter == "pyarrow" else convert_polars
 t1 = time.perf_counter()
 download_datasets(exchange=exchange, data_types=[data_type], symbols=symbols.split(","), from_date=frm,
                   to_date=to, api_key=os.environ["TARDIS_API_KEY"], download_dir=download_dir, endpoint=endpoint)
@@ -521,17 +597,9 @@ t2 = time.perf_counter()
 
 rows, out_bytes, files = 0, 0, sorted(glob.glob(os.path.join(download_dir, "*.csv.gz")))
 os.makedirs(parquet_dir, exist_ok=True)
-types = {c: pa.int64() for c in TIMESTAMPS}
-types.update({c: pa.string() for c in STRINGS})
 for f in files:
-    table = pv.read_csv(f, convert_options=pv.ConvertOptions(column_types=types))
-    for name in TIMESTAMPS:
-        i = table.schema.get_field_index(name)
-        if i >= 0:
-            table = table.set_column(i, name, pc.cast(table[name], pa.timestamp("us", tz="UTC")))
     out = os.path.join(parquet_dir, os.path.basename(f)[: -len(".csv.gz")] + ".parquet")
-    pq.write_table(table, out, compression="zstd")
-    rows += table.num_rows
+    rows += convert(f, out)
     out_bytes += os.path.getsize(out)
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t_import, "download_s": t2 - t1, "convert_s": t3 - t2, "rows": rows,
@@ -558,9 +626,9 @@ def setup_peer(work: Path) -> Peer:
         run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_REQUIREMENTS])
         marker.write_text(want)
     check = (
-        "import inspect, tardis_dev, pyarrow; from tardis_dev import download_datasets; "
+        "import inspect, tardis_dev, pyarrow, polars; from tardis_dev import download_datasets; "
         "assert 'endpoint' in inspect.signature(download_datasets).parameters, 'no endpoint parameter'; "
-        "print(f'tardis-dev {tardis_dev.__version__}, pyarrow {pyarrow.__version__}')"
+        "print(f'tardis-dev {tardis_dev.__version__}, pyarrow {pyarrow.__version__}, polars {polars.__version__}')"
     )
     versions = run([str(python), "-c", check], quiet=True).strip()
     script = work / "peer.py"
@@ -574,10 +642,13 @@ class PeerRun:
     report: dict
 
 
-def peer(p: Peer, server, data_type: str, rng: tuple[str, str], download_dir: Path, parquet_dir: Path) -> PeerRun:
+def peer(
+    p: Peer, converter: str, server, data_type: str, rng: tuple[str, str], download_dir: Path, parquet_dir: Path
+) -> PeerRun:
     cmd = [
         str(p.python),
         str(p.script),
+        converter,
         server.datasets_url,
         EXCHANGE,
         data_type,
@@ -587,11 +658,11 @@ def peer(p: Peer, server, data_type: str, rng: tuple[str, str], download_dir: Pa
         str(download_dir),
         str(parquet_dir),
     ]
-    m = measure(cmd, env=clean_env({"TARDIS_API_KEY": API_KEY}), what="peer (tardis-dev + pyarrow)")
+    m = measure(cmd, env=clean_env({"TARDIS_API_KEY": API_KEY}), what=f"peer ({PEERS[converter]})")
     try:
         return PeerRun(m, json.loads(m.stdout.strip().splitlines()[-1]))
     except (json.JSONDecodeError, IndexError) as e:
-        raise ExecError(f"peer printed no report: {m.stdout[-500:]!r} {m.stderr[-1500:]}") from e
+        raise ExecError(f"peer ({PEERS[converter]}) printed no report: {m.stdout[-500:]!r} {m.stderr[-1500:]}") from e
 
 
 def zcat(files: list[Path]) -> Measured:
@@ -662,175 +733,236 @@ class Runs:
 # Scenarios
 
 
-def scenario_comparison(args, bins: Bins, data: Path, work: Path, report: Report) -> None:
-    rows_per_day = args.rows
-    log(f"[comparison] trades, {len(SYMBOLS)} symbols x 3 days of {rows_per_day} rows")
-    files = generate(bins, data, "trades", *COMPARISON_RANGE, rows_per_day, seed=1)
+KINDS = ("cold", "warm", "identical")
+TV_LABELS = {
+    "cold": "tickvault cold",
+    "warm": "tickvault warm (fresh output)",
+    "identical": "tickvault identical command",
+    "l3": "tickvault L3-only (nginx WebDAV)",
+}
+
+
+def variants(bins: Bins, baseline: Path | None) -> list[tuple[str, Bins]]:
+    """The tickvault binaries a scenario alternates: the baseline first, then the current one."""
+    current = ("current", bins)
+    return [("baseline", Bins(baseline, bins.fake_tardis)), current] if baseline else [current]
+
+
+def ratio_table(first_col: str, rows: list[tuple[str, list[TvRun], list[TvRun]]], extra_tiers: bool) -> str:
+    """Baseline vs current, per figure: median wall, median peak RSS and current/baseline."""
+    out = []
+    for label, base, cur in rows:
+        bw, cw = med([x.m.wall for x in base]), med([x.m.wall for x in cur])
+        br, cr = med([x.m.rss_mb for x in base]), med([x.m.rss_mb for x in cur])
+        row = [label, fmt_s(bw), fmt_s(cw), f"**{cw / bw:.3f}**", f"{br:.0f}", f"{cr:.0f}", f"**{cr / br:.3f}**"]
+        if extra_tiers:
+            row.append(f"{tiers_of(base)} / {tiers_of(cur)}")
+        out.append(row)
+    header = [
+        first_col,
+        "baseline median s",
+        "current median s",
+        "current/baseline s",
+        "baseline median peak RSS MB",
+        "current median peak RSS MB",
+        "current/baseline RSS",
+    ]
+    if extra_tiers:
+        header.append("chunks mem/local/remote/tardis baseline / current")
+    return table(header, out)
+
+
+def scenario_download(
+    args,
+    bins: Bins,
+    data: Path,
+    work: Path,
+    report: Report,
+    *,
+    name: str,
+    data_type: str,
+    rng: tuple[str, str],
+    rows_per_day: int,
+    seed: int,
+    full: bool,
+) -> None:
+    """tickvault cold / warm (fresh output) / identical (each binary alternating with the baseline,
+    if any), both peers and zcat, in alternating rounds. `full` (the trades comparison) adds the
+    L3-only runs, the server-side zero-request check and issue 4's other targets."""
+    days = (date_of(rng[1]) - date_of(rng[0])).days
+    log(f"[{name}] {data_type}, {len(SYMBOLS)} symbols x {days} days of {rows_per_day} rows")
+    files = generate(bins, data, data_type, *rng, rows_per_day, seed=seed)
     gz_bytes = sum(f.stat().st_size for f in files)
     expected_rows = rows_per_day * len(files)
     peer_env = setup_peer(work)
-    runs = Runs(work, "comparison")
+    vs = variants(bins, args.baseline)
+    runs = Runs(work, name)
     server = FakeTardis(bins, data, work / "logs")
-    nginx = Nginx(work / "runs")
+    nginx = Nginx(work / "runs") if full else None
+    tv: dict[tuple[str, str], list[TvRun]] = {(v, k): [] for v, _ in vs for k in KINDS}
+    l3: list[TvRun] = []
+    peers: dict[str, list[PeerRun]] = {c: [] for c in PEERS}
+    zc: list[Measured] = []
+    server_side = 0
     try:
-        # Populate the remote tier once, with a cold pull that uploads every chunk.
-        d = runs.fresh("populate-l3")
-        pop = tickvault(
-            bins,
-            server,
-            "trades",
-            COMPARISON_RANGE,
-            d / "out",
-            d / "cache",
-            remote=nginx.url,
-            what="tickvault populate L3",
-        )
-        uploaded = pop.summary.get("uploads", {}).get("uploaded", 0)
-        if uploaded != len(files):
-            raise ExecError(f"populating the remote cache uploaded {uploaded} of {len(files)} chunks")
-        runs.remove(d)
+        if nginx:
+            # Populate the remote tier once, with a cold pull that uploads every chunk.
+            d = runs.fresh("populate-l3")
+            pop = tickvault(
+                bins, server, data_type, rng, d / "out", d / "cache", remote=nginx.url, what="tickvault populate L3"
+            )
+            uploaded = pop.summary.get("uploads", {}).get("uploaded", 0)
+            if uploaded != len(files):
+                raise ExecError(f"populating the remote cache uploaded {uploaded} of {len(files)} chunks")
+            runs.remove(d)
 
-        res: dict[str, list] = {k: [] for k in ("cold", "warm", "identical", "l3", "peer", "zcat")}
         last_cold_cache: Path | None = None
         for r in range(args.runs):
             d = runs.fresh(f"round{r + 1}")
-            cold = tickvault(
-                bins, server, "trades", COMPARISON_RANGE, d / "out-cold", d / "cache", what="tickvault cold"
-            )
-            warm = tickvault(
-                bins, server, "trades", COMPARISON_RANGE, d / "out-warm", d / "cache", what="tickvault warm"
-            )
-            same = tickvault(
-                bins, server, "trades", COMPARISON_RANGE, d / "out-warm", d / "cache", what="tickvault identical"
-            )
-            l3 = tickvault(
-                bins,
-                server,
-                "trades",
-                COMPARISON_RANGE,
-                d / "out-l3",
-                d / "cache-l3",
-                remote=nginx.url,
-                what="tickvault L3-only",
-            )
-            pr = peer(peer_env, server, "trades", COMPARISON_RANGE, d / "peer-download", d / "peer-parquet")
+            # Each binary has its own cache and output dirs; for each figure the binaries alternate.
+            for kind in KINDS:
+                for v, b in vs:
+                    pre = "" if v == "current" else f"{v}-"
+                    out = d / f"{pre}out-{'cold' if kind == 'cold' else 'warm'}"
+                    x = tickvault(b, server, data_type, rng, out, d / f"{pre}cache", what=f"tickvault {kind} ({v})")
+                    tv[(v, kind)].append(x)
+                    log(f"  round {r + 1}/{args.runs}: {f'{kind} ({v})':<21} {x.m.wall:7.3f} s")
+            if nginx:
+                x = tickvault(
+                    bins,
+                    server,
+                    data_type,
+                    rng,
+                    d / "out-l3",
+                    d / "cache-l3",
+                    remote=nginx.url,
+                    what="tickvault L3-only",
+                )
+                l3.append(x)
+                log(f"  round {r + 1}/{args.runs}: {'L3-only':<21} {x.m.wall:7.3f} s")
+            for conv in PEERS:
+                dl, pq = d / f"peer-{conv}-download", d / f"peer-{conv}-parquet"
+                pr = peer(peer_env, conv, server, data_type, rng, dl, pq)
+                runs.remove(dl)
+                runs.remove(pq)
+                peers[conv].append(pr)
+                log(f"  round {r + 1}/{args.runs}: {f'peer ({conv})':<21} {pr.m.wall:7.3f} s")
             z = zcat(files)
-            for k, v in zip(res, (cold, warm, same, l3, pr, z)):
-                v_wall = v.wall if isinstance(v, Measured) else v.m.wall
-                res[k].append(v)
-                log(f"  round {r + 1}/{args.runs}: {k:<9} {v_wall:7.3f} s")
+            zc.append(z)
+            log(f"  round {r + 1}/{args.runs}: {'zcat':<21} {z.wall:7.3f} s")
             if last_cold_cache:
                 runs.remove(last_cold_cache.parent)
             last_cold_cache = d / "cache"
 
-        # Independent check, untimed: the same warm / identical / L3-only commands against a
-        # server that counts every request (and fails it).
-        counter = CountingServer()
-        try:
-            d = runs.fresh("request-check")
-            no_retry = ("--max-retries", "0")
-            tickvault(
-                bins,
-                counter,
-                "trades",
-                COMPARISON_RANGE,
-                d / "out",
-                last_cold_cache,
-                extra=no_retry,
-                what="tickvault warm (request check)",
-            )
-            tickvault(
-                bins,
-                counter,
-                "trades",
-                COMPARISON_RANGE,
-                d / "out",
-                last_cold_cache,
-                extra=no_retry,
-                what="tickvault identical (request check)",
-            )
-            tickvault(
-                bins,
-                counter,
-                "trades",
-                COMPARISON_RANGE,
-                d / "out-l3",
-                d / "cache-l3",
-                remote=nginx.url,
-                extra=no_retry,
-                what="tickvault L3-only (request check)",
-            )
-            server_side = counter.count
-        except ExecError as e:
-            log(f"  request check failed: {e}")
-            server_side = max(counter.count, 1)
-        finally:
-            counter.stop()
+        if nginx:
+            # Independent check, untimed: the same warm / identical / L3-only commands against a
+            # server that counts every request (and fails it).
+            counter = CountingServer()
+            try:
+                d = runs.fresh("request-check")
+                no_retry = ("--max-retries", "0")
+                for what, out, cache, remote in (
+                    ("warm", d / "out", last_cold_cache, None),
+                    ("identical", d / "out", last_cold_cache, None),
+                    ("L3-only", d / "out-l3", d / "cache-l3", nginx.url),
+                ):
+                    tickvault(
+                        bins,
+                        counter,
+                        data_type,
+                        rng,
+                        out,
+                        cache,
+                        remote=remote,
+                        extra=no_retry,
+                        what=f"tickvault {what} (request check)",
+                    )
+                server_side = counter.count
+            except ExecError as e:
+                log(f"  request check failed: {e}")
+                server_side = max(counter.count, 1)
+            finally:
+                counter.stop()
     finally:
         server.stop()
-        nginx.remove()
+        if nginx:
+            nginx.remove()
         runs.close()
 
-    walls = {k: [x.wall if isinstance(x, Measured) else x.m.wall for x in v] for k, v in res.items()}
-    rss = {k: max(x.rss_mb if isinstance(x, Measured) else x.m.rss_mb for x in v) for k, v in res.items()}
+    cur: dict[str, list[TvRun]] = {k: tv[("current", k)] for k in KINDS}
+    if l3:
+        cur["l3"] = l3
+    walls = {k: [x.m.wall for x in v] for k, v in cur.items()}
+    walls.update({f"peer-{c}": [x.m.wall for x in v] for c, v in peers.items()})
+    walls["zcat"] = [x.wall for x in zc]
     m = {k: med(v) for k, v in walls.items()}
-    tv_rows = res["cold"][0].rows
-    peer_rows = res["peer"][0].report["rows"]
-    peer_dl = med([x.report["download_s"] for x in res["peer"]])
-    peer_cv = med([x.report["convert_s"] for x in res["peer"]])
-    peer_parquet = res["peer"][0].report["parquet_bytes"]
-    out_bytes = res["cold"][0].output_bytes
+    rss = {k: max(x.m.rss_mb for x in v) for k, v in cur.items()}
+    tv_rows = cur["cold"][0].rows
+    peer_rows = {c: v[0].report["rows"] for c, v in peers.items()}
+    out_bytes = cur["cold"][0].output_bytes
 
-    def tv_row(label, k, note=""):
-        runs_ = res[k]
-        reqs = ",".join(str(x.requests) for x in runs_)
-        return [
-            label,
-            fmt_s(m[k]),
-            f"{fmt_s(min(walls[k]))}–{fmt_s(max(walls[k]))}",
-            fmt_rate(tv_rows / m[k]),
-            f"{rss[k]:.0f}",
-            runs_[0].tiers,
-            reqs,
-            runs_[-1].output_status + note,
-        ]
+    def span(k: str) -> str:
+        return f"{fmt_s(min(walls[k]))}–{fmt_s(max(walls[k]))}"
 
     rows = [
-        tv_row("tickvault cold", "cold"),
-        tv_row("tickvault warm (fresh output)", "warm"),
-        tv_row("tickvault identical command", "identical"),
-        tv_row("tickvault L3-only (nginx WebDAV)", "l3"),
         [
-            "peer total (tardis-dev + pyarrow)",
-            fmt_s(m["peer"]),
-            f"{fmt_s(min(walls['peer']))}–{fmt_s(max(walls['peer']))}",
-            fmt_rate(peer_rows / m["peer"]),
-            f"{rss['peer']:.0f}",
-            "",
-            "",
-            "",
-        ],
-        ["  peer download step", fmt_s(peer_dl), "", fmt_rate(peer_rows / peer_dl), "", "", "", ""],
-        ["  peer conversion step", fmt_s(peer_cv), "", fmt_rate(peer_rows / peer_cv), "", "", "", ""],
+            TV_LABELS[k],
+            fmt_s(m[k]),
+            span(k),
+            fmt_rate(tv_rows / m[k]),
+            f"{rss[k]:.0f}",
+            tiers_of(v),
+            ",".join(str(x.requests) for x in v),
+            v[-1].output_status,
+        ]
+        for k, v in cur.items()
+    ]
+    peer_steps: dict[str, tuple[float, float]] = {}
+    for c, v in peers.items():
+        k = f"peer-{c}"
+        dl = med([x.report["download_s"] for x in v])
+        cv = med([x.report["convert_s"] for x in v])
+        peer_steps[c] = (dl, cv)
+        rows += [
+            [
+                f"peer total ({PEERS[c]})",
+                fmt_s(m[k]),
+                span(k),
+                fmt_rate(peer_rows[c] / m[k]),
+                f"{max(x.m.rss_mb for x in v):.0f}",
+                "",
+                "",
+                "",
+            ],
+            ["  download step (tardis-dev)", fmt_s(dl), "", fmt_rate(peer_rows[c] / dl), "", "", "", ""],
+            [f"  conversion step ({c})", fmt_s(cv), "", fmt_rate(peer_rows[c] / cv), "", "", "", ""],
+        ]
+    rows.append(
         [
             "zcat (physical reference)",
             fmt_s(m["zcat"]),
-            f"{fmt_s(min(walls['zcat']))}–{fmt_s(max(walls['zcat']))}",
+            span("zcat"),
             fmt_rate(expected_rows / m["zcat"]),
-            f"{rss['zcat']:.0f}",
+            f"{max(x.rss_mb for x in zc):.0f}",
             "",
             "",
             "",
-        ],
-    ]
-    peer_ratio = (tv_rows / m["cold"]) / (peer_rows / m["peer"])
+        ]
+    )
+    # Speed-ups as rows/s ratios (the same as wall ratios when the rows agree, as checked below).
+    tv_rate = {k: tv_rows / m[k] for k in cur}
+    vs_peer = {c: tv_rate["cold"] / (peer_rows[c] / m[f"peer-{c}"]) for c in PEERS}
+    warm_vs_polars = tv_rate["warm"] / (peer_rows["polars"] / m["peer-polars"])
     warm_x, same_x = m["cold"] / m["warm"], m["cold"] / m["identical"]
     zcat_ratio = m["cold"] / m["zcat"]
     parquet_ratio = out_bytes / gz_bytes
-    warm_reqs = [x.requests for k in ("warm", "identical", "l3") for x in res[k]]
+    peak_kind = max(rss, key=rss.get)
+    warm_reqs = [x.requests for k in ("warm", "identical", "l3") if k in cur for x in cur[k]]
+    peer_parquet = {c: v[0].report["parquet_bytes"] for c, v in peers.items()}
+    steps = "; ".join(f"{c}: download {dl:.3f} s + conversion {cv:.3f} s" for c, (dl, cv) in peer_steps.items())
     text = [
         (
-            f"## comparison: {EXCHANGE} trades, {len(SYMBOLS)} symbols x 3 days x {rows_per_day:,} rows "
+            f"## {name}: {EXCHANGE} {data_type}, {len(SYMBOLS)} symbols x {days} days x {rows_per_day:,} rows "
             f"({len(files)} files, {gz_bytes / 1e6:.1f} MB gzip, {expected_rows:,} rows), {args.runs} rounds"
         ),
         "",
@@ -849,52 +981,90 @@ def scenario_comparison(args, bins: Bins, data: Path, work: Path, report: Report
         ),
         "",
         (
-            f"- tickvault cold rows/s ÷ peer rows/s: **{peer_ratio:.2f}×** (peer: {peer_env.versions}; "
-            f"peer download {peer_dl:.3f} s + conversion {peer_cv:.3f} s, rest is interpreter start-up and imports)"
+            f"- tickvault cold rows/s ÷ peer rows/s: pyarrow **{vs_peer['pyarrow']:.2f}×**, polars "
+            f"**{vs_peer['polars']:.2f}×**; warm ÷ polars peer: **{warm_vs_polars:.1f}×** ({peer_env.versions}; "
+            f"{steps}; the rest is interpreter start-up and imports)"
         ),
         f"- tickvault cold ÷ zcat wall: **{zcat_ratio:.2f}**",
         (
-            f"- warm speed-up over cold: **{warm_x:.1f}×**; identical command: **{same_x:.1f}×**; "
-            f"L3-only: {m['cold'] / m['l3']:.1f}×"
+            f"- warm speed-up over cold: **{warm_x:.1f}×**; identical command: **{same_x:.1f}×**"
+            + (f"; L3-only: {m['cold'] / m['l3']:.1f}×" if "l3" in m else "")
         ),
-        (
+    ]
+    if full:
+        text.append(
             f"- requests to Tardis reported by warm / identical / L3-only runs: {warm_reqs}; counted server-side "
             f"in an extra untimed warm + identical + L3-only pass: {server_side}"
-        ),
+        )
+    text += [
         (
-            f"- Parquet output {out_bytes / 1e6:.1f} MB = **{parquet_ratio:.0%}** of the gzip CSV "
-            f"(peer's per-file zstd Parquet: {peer_parquet / 1e6:.1f} MB = {peer_parquet / gz_bytes:.0%})"
+            f"- Parquet output {out_bytes / 1e6:.1f} MB = **{parquet_ratio:.0%}** of the gzip CSV (peers' per-file "
+            + ", ".join(f"{c} {b / 1e6:.1f} MB = {b / gz_bytes:.0%}" for c, b in peer_parquet.items())
+            + ")"
         ),
-        f"- rows: tickvault {tv_rows:,}, peer {peer_rows:,}, expected {expected_rows:,}",
+        f"- rows: tickvault {tv_rows:,}, peers "
+        + ", ".join(f"{c} {n:,}" for c, n in peer_rows.items())
+        + f", expected {expected_rows:,}",
     ]
+    if args.baseline:
+        base = {k: tv[("baseline", k)] for k in KINDS}
+        b_rows, b_bytes = base["cold"][0].rows, base["cold"][0].output_bytes
+        text += [
+            "",
+            f"### {name}: baseline {args.baseline} vs current {bins.tickvault}, alternating on identical inputs",
+            "",
+            ratio_table("run", [(TV_LABELS[k], base[k], cur[k]) for k in KINDS], extra_tiers=True),
+            "",
+            f"- cold rows baseline {b_rows:,}, current {tv_rows:,}; cold Parquet output baseline {b_bytes:,} bytes, "
+            f"current {out_bytes:,} bytes ({'same' if b_rows == tv_rows and b_bytes == out_bytes else 'DIFFERENT'})",
+        ]
     report.section("\n".join(text))
+
+    ok_rows = tv_rows == expected_rows and all(n == expected_rows for n in peer_rows.values())
     report.check(
-        tv_rows == expected_rows == peer_rows,
-        f"same rows from tickvault ({tv_rows:,}) and the peer ({peer_rows:,}), as generated ({expected_rows:,})",
+        ok_rows,
+        f"{name}: same rows from tickvault ({tv_rows:,}) and the peers ("
+        + ", ".join(f"{c} {n:,}" for c, n in peer_rows.items())
+        + f"), as generated ({expected_rows:,})",
     )
+
+    def rate_check(target: float, ratio: float, what: str, a: str, b: str, note: str = "") -> None:
+        report.check(
+            ratio >= target,
+            f"{name}: {what} ≥ {target}× faster{note}: **{ratio:.2f}×** ({fmt_rate(tv_rate[a])} vs "
+            f"{fmt_rate(peer_rows[b] / m[f'peer-{b}'])} rows/s)",
+        )
+
+    rate_check(TARGET_POLARS_RATIO, vs_peer["polars"], "cold vs the polars peer", "cold", "polars")
+    rate_check(TARGET_PEER_RATIO, vs_peer["pyarrow"], "cold vs the pyarrow peer", "cold", "pyarrow", " (issue 4)")
     report.check(
-        peer_ratio >= TARGET_PEER_RATIO,
-        f"cold tickvault rows/s ≥ {TARGET_PEER_RATIO}× the peer's: {peer_ratio:.2f}× "
-        f"({fmt_rate(tv_rows / m['cold'])} vs {fmt_rate(peer_rows / m['peer'])} rows/s)",
+        zcat_ratio <= TARGET_ZCAT_RATIO,
+        f"{name}: cold wall ≤ {TARGET_ZCAT_RATIO}× zcat's of the same files (issue 4): **{zcat_ratio:.2f}×** "
+        f"({m['cold']:.3f} s vs {m['zcat']:.3f} s)",
     )
-    report.check(
-        m["cold"] <= m["zcat"], f"cold tickvault wall ≤ zcat of the same files: {m['cold']:.3f} s vs {m['zcat']:.3f} s"
-    )
-    zero = all(x == 0 for x in warm_reqs) and server_side == 0
-    report.check(
-        warm_x >= TARGET_WARM_SPEEDUP and zero,
-        f"warm (fresh output) ≥ {TARGET_WARM_SPEEDUP:.0f}× faster than cold with zero requests: {warm_x:.1f}×, "
-        f"requests {warm_reqs[: args.runs]} (server-side check: {server_side})",
-    )
+    rate_check(TARGET_WARM_VS_POLARS, warm_vs_polars, "warm (fresh output) vs the polars peer", "warm", "polars")
+    if full:
+        zero = all(x == 0 for x in warm_reqs) and server_side == 0
+        report.check(
+            warm_x >= TARGET_WARM_SPEEDUP and zero,
+            f"{name}: warm (fresh output) ≥ {TARGET_WARM_SPEEDUP:.0f}× faster than cold with zero requests "
+            f"(issue 4): {warm_x:.1f}×, requests {warm_reqs[: args.runs]} (server-side check: {server_side})",
+        )
     report.check(
         same_x >= TARGET_IDENTICAL_SPEEDUP,
-        f"identical command again ≥ {TARGET_IDENTICAL_SPEEDUP:.0f}× faster than cold: {same_x:.1f}× "
-        f"({m['identical']:.3f} s; output {res['identical'][-1].output_status})",
+        f"{name}: identical re-run ≥ {TARGET_IDENTICAL_SPEEDUP:.0f}× faster than cold (issue 4): **{same_x:.1f}×** "
+        f"({m['identical']:.3f} s; output {cur['identical'][-1].output_status})",
     )
     report.check(
-        parquet_ratio <= TARGET_PARQUET_RATIO,
-        f"Parquet output ≤ {TARGET_PARQUET_RATIO:.0%} of the gzip CSV bytes: {parquet_ratio:.0%}",
+        rss[peak_kind] <= TARGET_RSS_MB,
+        f"{name}: peak RSS ≤ {TARGET_RSS_MB:.0f} MB in every tickvault run: **{rss[peak_kind]:.0f} MB** "
+        f"(highest: {TV_LABELS[peak_kind].removeprefix('tickvault ')})",
     )
+    if full:
+        report.check(
+            parquet_ratio <= TARGET_PARQUET_RATIO,
+            f"{name}: Parquet output ≤ {TARGET_PARQUET_RATIO:.0%} of the gzip CSV bytes (issue 4): {parquet_ratio:.0%}",
+        )
 
 
 def scenario_rss(
@@ -909,6 +1079,7 @@ def scenario_rss(
     rows_per_day: int,
     seed: int,
     name: str,
+    baseline: Path | None = None,
 ) -> None:
     log(
         f"[{name}] {data_type}, {len(SYMBOLS)} symbols, {rows_per_day} rows per day, cold pulls of "
@@ -921,15 +1092,23 @@ def scenario_rss(
     results: dict[str, tuple[list[Path], list[TvRun]]] = {
         label: (day_files(data, data_type, *rng), []) for label, rng in ranges.items()
     }
+    vs = variants(bins, baseline)
+    base: dict[str, list[TvRun]] = {label: [] for label in ranges}
     try:
         # Alternating rounds: a single run's peak RSS moves by several percent with thread timing.
+        # With a baseline, the two binaries alternate for each range.
         for r in range(args.runs):
             for label, rng in ranges.items():
-                d = runs.fresh(label.replace(" ", ""))
-                tv = tickvault(bins, server, data_type, rng, d / "out", d / "cache", what=f"tickvault cold {label}")
-                results[label][1].append(tv)
-                log(f"  round {r + 1}/{args.runs}: {label}: {tv.m.wall:.2f} s, peak RSS {tv.m.rss_mb:.0f} MB")
-                runs.remove(d)
+                for v, b in vs:
+                    d = runs.fresh(f"{label.replace(' ', '')}-{v}")
+                    tv = tickvault(
+                        b, server, data_type, rng, d / "out", d / "cache", what=f"tickvault cold {label} ({v})"
+                    )
+                    (results[label][1] if v == "current" else base[label]).append(tv)
+                    log(
+                        f"  round {r + 1}/{args.runs}: {label}: {v:<8} {tv.m.wall:.2f} s, peak RSS {tv.m.rss_mb:.0f} MB"
+                    )
+                    runs.remove(d)
     finally:
         server.stop()
         runs.close()
@@ -950,6 +1129,7 @@ def scenario_rss(
                 f"{peak[label]:.0f}",
                 ", ".join(f"{tv.m.rss_mb:.0f}" for tv in tvs),
                 f"{tvs[0].output_bytes / gz:.0%}",
+                tiers_of(tvs),
             ]
         )
     l_small, l_big = sorted(results, key=lambda label: results[label][1][0].rows)
@@ -961,6 +1141,13 @@ def scenario_rss(
             "- Parquet/gzip is not meaningful here: generated book snapshots gzip about 20:1, far better than "
             "real ones (pyarrow's zstd Parquet of the same files is also 2–3× the gzip)"
         )
+    if baseline:
+        notes += [
+            "",
+            f"### {name}: baseline {baseline} vs current {bins.tickvault}, alternating on identical inputs",
+            "",
+            ratio_table("range", [(label, base[label], results[label][1]) for label in ranges], extra_tiers=True),
+        ]
     report.section(
         "\n".join(
             [
@@ -980,6 +1167,7 @@ def scenario_rss(
                         "median peak RSS MB",
                         "runs MB",
                         "Parquet/gzip",
+                        "chunks mem/local/remote/tardis",
                     ],
                     rows,
                 ),
@@ -1026,6 +1214,7 @@ def scenario_latency(args, bins: Bins, data: Path, work: Path, report: Report) -
             ", ".join(fmt_s(x.m.wall) for x in v),
             fmt_rate(v[0].rows / m[ms]),
             f"{max(x.m.rss_mb for x in v):.0f}",
+            tiers_of(v),
             str(v[0].summary["tardis"]["requests"]),
         ]
         for ms, v in res.items()
@@ -1038,7 +1227,18 @@ def scenario_latency(args, bins: Bins, data: Path, work: Path, report: Report) -
                     f"per request, {args.runs} rounds"
                 ),
                 "",
-                table(["first-byte latency", "median s", "runs s", "rows/s", "peak RSS MB", "requests"], rows),
+                table(
+                    [
+                        "first-byte latency",
+                        "median s",
+                        "runs s",
+                        "rows/s",
+                        "peak RSS MB",
+                        "chunks mem/local/remote/tardis",
+                        "requests",
+                    ],
+                    rows,
+                ),
                 "",
                 f"- {LATENCY_MS} ms ÷ 0 ms: **{ratio:.2f}**",
             ]
@@ -1134,7 +1334,7 @@ def scenario_tiers(args, bins: Bins, data: Path, work: Path, report: Report) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def machine() -> str:
+def machine(bins: Bins, baseline: Path | None, given: bool) -> str:
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1155,9 +1355,14 @@ def machine() -> str:
     ).stdout.strip()
     # Allocator settings change peak RSS a lot (glibc arenas): say when the caller set any.
     alloc = sorted(k for k in os.environ if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD")))
+    checkout = f"{rev or '?'}{' (modified)' if dirty else ''}"
+    # A binary given with --tickvault need not be this checkout's: name it and its --version.
+    current = f"tickvault {describe_binary(bins.tickvault)}" if given else f"tickvault {checkout}"
     return (
         f"{os.cpu_count()} CPUs ({cpu or platform.machine()}), {platform.system()} {platform.release()}, "
-        f"tickvault {rev or '?'}{' (modified)' if dirty else ''}"
+        f"{current}"
+        + (f", harness {checkout}" if given else "")
+        + (f", baseline tickvault {describe_binary(baseline)}" if baseline else "")
         + (f", allocator environment: {', '.join(f'{k}={os.environ[k]}' for k in alloc)}" if alloc else "")
     )
 
@@ -1174,30 +1379,73 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="alternating rounds per scenario (default 3)")
     ap.add_argument(
         "--scenarios",
-        default="comparison,rss,book,latency,tiers",
-        help="comma-separated subset of comparison,rss,book,latency,tiers",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
     )
     ap.add_argument("--skip-build", action="store_true", help="use the release binaries as they are")
+    ap.add_argument(
+        "--tickvault", type=Path, metavar="PATH", help="the tickvault binary to measure (implies --skip-build)"
+    )
+    ap.add_argument(
+        "--fake-tardis", type=Path, metavar="PATH", help="the fake-tardis binary to use (implies --skip-build)"
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PATH",
+        help="a second tickvault binary (e.g. the previous commit's), alternated with the current one in the "
+        "comparison, l2 and rss scenarios",
+    )
     args = ap.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - {"comparison", "rss", "book", "latency", "tiers"}
+    unknown = set(scenarios) - set(SCENARIOS)
     if unknown or not scenarios or args.rows < 100 or args.runs < 1:
         ap.error(f"bad arguments: unknown scenarios {sorted(unknown)}" if unknown else "need --rows ≥ 100, --runs ≥ 1")
     if not os.access(TIME, os.X_OK):
         raise ExecError(f"{TIME} (GNU time) is required")
+    if args.baseline:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline.is_file() and os.access(args.baseline, os.X_OK)):
+            raise ExecError(f"--baseline {args.baseline}: not an executable file")
 
     work = args.work.resolve()
     data = work / "data" / f"rows-{args.rows}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "runs", ignore_errors=True)
     (work / "runs").mkdir()
-    bins = build(args.skip_build)
+    bins = build(args.skip_build, args.tickvault, args.fake_tardis)
     report = Report()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     book_rows = max(args.rows // 5, 100)
     for s in scenarios:
         if s == "comparison":
-            scenario_comparison(args, bins, data, work, report)
+            scenario_download(
+                args,
+                bins,
+                data,
+                work,
+                report,
+                name="comparison",
+                data_type="trades",
+                rng=COMPARISON_RANGE,
+                rows_per_day=args.rows,
+                seed=1,
+                full=True,
+            )
+        elif s == "l2":
+            scenario_download(
+                args,
+                bins,
+                data,
+                work,
+                report,
+                name="l2",
+                data_type="incremental_book_L2",
+                rng=L2_RANGE,
+                rows_per_day=args.rows * 3 // 2,
+                seed=5,
+                full=False,
+            )
         elif s == "rss":
             scenario_rss(
                 args,
@@ -1210,6 +1458,7 @@ def main() -> int:
                 rows_per_day=args.rows,
                 seed=2,
                 name="rss",
+                baseline=args.baseline,
             )
         elif s == "book":
             scenario_rss(
@@ -1230,8 +1479,9 @@ def main() -> int:
             scenario_tiers(args, bins, data, work, report)
     shutil.rmtree(work / "runs", ignore_errors=True)
 
+    given = bool(args.tickvault)
     head = (
-        f"# tickvault end-to-end benchmark\n\n{started}; {machine()}; --rows {args.rows} --runs {args.runs} "
+        f"# tickvault end-to-end benchmark\n\n{started}; {machine(bins, args.baseline, given)}; --rows {args.rows} --runs {args.runs} "
         f"--scenarios {','.join(scenarios)}. Wall times are medians over the rounds; peak RSS is the "
         f"maximum over them where no column says median (GNU time, MB = 10^6 bytes).\n"
     )
