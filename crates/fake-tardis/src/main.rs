@@ -45,6 +45,17 @@ struct ServeArgs {
     /// Add `Content-Encoding: gzip` to dataset responses.
     #[arg(long)]
     content_encoding_gzip: bool,
+    /// Delay before the response head of every metadata API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    api_latency_ms: u64,
+    /// Queue a reproducible fault storm with this seed on every file under the root, with the
+    /// default mix (30% 429 Retry-After 1, 20% 5xx, 20% dropped mid-body, 20% truncated,
+    /// 10% ok; see `StormMix`).
+    #[arg(long)]
+    storm_seed: Option<u64>,
+    /// With --storm-seed: the most faults per file before it is served normally.
+    #[arg(long, default_value_t = 3, requires = "storm_seed")]
+    storm_max_faults: usize,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +110,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .root(&args.root)
             .addr(args.addr)
             .first_byte_latency(Duration::from_millis(args.latency_ms))
+            .api_latency(Duration::from_millis(args.api_latency_ms))
             .content_encoding_gzip(args.content_encoding_gzip);
         for key in args.api_keys {
             builder = builder.api_key(key);
@@ -107,6 +119,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .try_start()
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
+        if let Some(seed) = args.storm_seed {
+            let mix = fake_tardis::StormMix::default().max_faults(args.storm_max_faults);
+            server.script_storm(server.dataset_paths(), seed, &mix);
+        }
         // One line, flushed, so a parent process can read the URLs and go.
         let mut out = std::io::stdout().lock();
         writeln!(

@@ -103,3 +103,63 @@ fn serve_prints_its_urls_and_serves_the_root() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn serve_with_a_storm_seed_faults_every_file_a_bounded_number_of_times() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), &[]);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--root"])
+        .arg(dir.path())
+        .args(["--api-key", "k", "--storm-seed", "7", "--storm-max-faults", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let datasets = line
+            .trim()
+            .strip_prefix("datasets_url=")
+            .and_then(|r| r.split_once(' '))
+            .map(|(d, _)| d.to_owned())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let mut failures = 0;
+            for day in ["2024/01/31", "2024/02/01"] {
+                for sym in ["BTC-PERPETUAL", "ETH-PERPETUAL"] {
+                    let url = format!("{datasets}/deribit/trades/{day}/{sym}.csv.gz");
+                    let mut attempts = 0;
+                    loop {
+                        attempts += 1;
+                        assert!(attempts <= 3, "{url}: still failing after 2 faults");
+                        let r = c.get(&url).bearer_auth("k").send().await.unwrap();
+                        let ok = r.status() == 200;
+                        let body = r.bytes().await;
+                        let whole = body.is_ok_and(|b| {
+                            let mut s = String::new();
+                            flate2::read::MultiGzDecoder::new(&b[..]).read_to_string(&mut s).is_ok()
+                        });
+                        if ok && whole {
+                            break;
+                        }
+                        failures += 1;
+                    }
+                }
+            }
+            assert!(failures > 0, "seed 7 storms at least one file");
+        });
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

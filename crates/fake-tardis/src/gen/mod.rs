@@ -8,11 +8,12 @@
 //! The same [`DayParams`] always give the same bytes: all randomness comes from a small
 //! splitmix64 generator seeded from the parameters, never from the OS or a hash map's order.
 
+mod bomb;
 mod book;
 mod market;
 mod num;
 mod options;
-mod rng;
+pub(crate) mod rng;
 mod ticker;
 mod trades;
 
@@ -24,6 +25,8 @@ use jiff::civil::Date;
 
 use market::{DAY_US, Latency, Market, Timeline};
 use rng::{Rng, fnv1a};
+
+pub use bomb::GzipBomb;
 
 /// Version of the generated content: bump it whenever the same [`DayParams`] would give
 /// different bytes, so that `fake-tardis generate` regenerates files it wrote before.
@@ -113,7 +116,45 @@ fn snapshot_columns(depth: usize) -> String {
 ///
 /// # Errors
 /// `InvalidInput` for an unknown data type; otherwise whatever `w` returns.
-pub fn write_day(data_type: &str, p: &DayParams, mut w: impl Write) -> io::Result<()> {
+pub fn write_day(data_type: &str, p: &DayParams, w: impl Write) -> io::Result<()> {
+    write_day_with(data_type, p, None, w)
+}
+
+/// Where a day's `local_timestamp`s jump back in time (see [`write_day_rewound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewind {
+    /// Index of the first data row (0-based, header not counted) that is moved back.
+    pub at_row: usize,
+    /// How far that row and every later one move back, in microseconds.
+    pub back_us: i64,
+}
+
+/// Like [`write_day`], but the collector's clock steps back once: from data row
+/// `rewind.at_row` on, every `local_timestamp` is `rewind.back_us` earlier (never before
+/// midnight of the day), while `timestamp` (the exchange's clock) is left as it was. The file
+/// is then not ordered by `local_timestamp`, as real Tardis files always are: row `at_row`
+/// is earlier than row `at_row - 1` whenever `back_us` exceeds the gap between them (a few
+/// milliseconds at most in a busy day; bursts share a timestamp) and the day is not clamped.
+///
+/// It costs what [`write_day`] costs, so it makes big out-of-order days as cheaply.
+///
+/// # Errors
+/// `InvalidInput` for an unknown data type; otherwise whatever `w` returns.
+pub fn write_day_rewound(data_type: &str, p: &DayParams, rewind: Rewind, w: impl Write) -> io::Result<()> {
+    write_day_with(data_type, p, Some(rewind), w)
+}
+
+/// [`write_day_rewound`] as a `String`.
+///
+/// # Panics
+/// On an unknown data type.
+pub fn day_csv_rewound(data_type: &str, p: &DayParams, rewind: Rewind) -> String {
+    let mut out = Vec::new();
+    write_day_rewound(data_type, p, rewind, &mut out).expect("known data type; writing to a Vec cannot fail");
+    String::from_utf8(out).expect("generated CSV is ASCII")
+}
+
+fn write_day_with(data_type: &str, p: &DayParams, rewind: Option<Rewind>, mut w: impl Write) -> io::Result<()> {
     let Some(head) = header(data_type) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -124,6 +165,7 @@ pub fn write_day(data_type: &str, p: &DayParams, mut w: impl Write) -> io::Resul
     w.write_all(b"\n")?;
     let mut ctx = Ctx::new(data_type, p);
     let mut rows = Rows::new(&p.exchange, &p.symbol, &mut w);
+    rows.rewind = rewind.map(|r| (r, ctx.day_start));
     match data_type {
         "trades" => trades::trades(&mut ctx, &mut rows)?,
         "liquidations" => trades::liquidations(&mut ctx, &mut rows)?,
@@ -397,6 +439,10 @@ pub(crate) struct Rows<'a, W: Write> {
     w: &'a mut W,
     /// `exchange,symbol,` for files of a single symbol.
     prefix: Vec<u8>,
+    /// Rows started so far.
+    row: usize,
+    /// A step back of the local clock, and midnight of the day (the earliest it may reach).
+    rewind: Option<(Rewind, i64)>,
 }
 
 const FLUSH_AT: usize = 64 * 1024;
@@ -412,11 +458,24 @@ impl<'a, W: Write> Rows<'a, W> {
             buf: Vec::with_capacity(FLUSH_AT + 4096),
             w,
             prefix,
+            row: 0,
+            rewind: None,
+        }
+    }
+
+    /// The `local_timestamp` to write for the next row (moved back by a [`Rewind`]).
+    fn local(&mut self, local: i64) -> i64 {
+        let row = self.row;
+        self.row += 1;
+        match self.rewind {
+            Some((r, day_start)) if row >= r.at_row => (local - r.back_us).max(day_start),
+            _ => local,
         }
     }
 
     /// Starts a row: `exchange,symbol,timestamp,local_timestamp`.
     pub(crate) fn start(&mut self, ts: i64, local: i64) {
+        let local = self.local(local);
         self.buf.extend_from_slice(&self.prefix);
         num::push_i64(&mut self.buf, ts);
         self.buf.push(b',');
@@ -425,6 +484,7 @@ impl<'a, W: Write> Rows<'a, W> {
 
     /// Starts a row of a grouped file, whose per-row symbol varies.
     pub(crate) fn start_symbol(&mut self, exchange: &[u8], symbol: &[u8], ts: i64, local: i64) {
+        let local = self.local(local);
         self.buf.extend_from_slice(exchange);
         self.buf.push(b',');
         self.buf.extend_from_slice(symbol);

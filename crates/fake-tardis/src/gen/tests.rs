@@ -435,3 +435,56 @@ fn print_samples() {
         println!("{}", day_csv("liquidations", &params(ex, sym, 5)));
     }
 }
+
+#[test]
+fn rewound_days_step_back_once_and_change_nothing_else() {
+    let back = 3_600_000_000;
+    for ty in DATA_TYPES {
+        let (ex, sym) = symbol_for(ty);
+        let p = params(ex, sym, 2_000);
+        let plain = day_csv(ty, &p);
+        let rewound = day_csv_rewound(
+            ty,
+            &p,
+            Rewind {
+                at_row: 1_000,
+                back_us: back,
+            },
+        );
+        let a: Vec<&str> = plain.lines().collect();
+        let b: Vec<&str> = rewound.lines().collect();
+        assert_eq!(a.len(), b.len(), "{ty}");
+        assert_eq!(a[0], b[0]);
+        let local = |l: &str| -> i64 { l.split(',').nth(3).unwrap().parse().unwrap() };
+        let mut backwards = Vec::new();
+        for i in 1..a.len() {
+            let (ca, cb): (Vec<&str>, Vec<&str>) = (a[i].split(',').collect(), b[i].split(',').collect());
+            let row = i - 1;
+            let expect = if row >= 1_000 { local(a[i]) - back } else { local(a[i]) };
+            assert_eq!(local(b[i]), expect, "{ty} row {row}");
+            for c in (0..ca.len()).filter(|&c| c != 3) {
+                assert_eq!(ca[c], cb[c], "{ty} row {row} column {c}");
+            }
+            if i > 1 && local(b[i]) < local(b[i - 1]) {
+                backwards.push(row);
+            }
+        }
+        assert_eq!(backwards, [1_000], "{ty}: exactly one step back");
+    }
+    // Never before midnight.
+    let p = params("deribit", "BTC-PERPETUAL", 100);
+    let csv = day_csv_rewound(
+        "trades",
+        &p,
+        Rewind {
+            at_row: 1,
+            back_us: i64::MAX / 2,
+        },
+    );
+    let midnight = day_start_us(p.date);
+    assert!(
+        csv.lines()
+            .skip(2)
+            .all(|l| l.split(',').nth(3).unwrap() == midnight.to_string())
+    );
+}

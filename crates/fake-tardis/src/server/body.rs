@@ -1,5 +1,6 @@
 //! Streaming dataset bodies in 64 KiB pieces, from memory or from disk, with the byte-level
-//! faults applied on the way (truncation, an altered CRC, a stall, a dropped connection).
+//! faults applied on the way (truncation, an altered CRC, a stall, a dropped connection, a
+//! trickle).
 
 use std::io;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub(crate) struct Plan {
     pub(crate) stall: Option<(u64, Duration)>,
     /// Abort the connection once this many bytes are sent.
     pub(crate) abort_at: Option<u64>,
+    /// Send at most this many bytes per second over the whole body.
+    pub(crate) rate: Option<u64>,
 }
 
 struct State {
@@ -37,6 +40,8 @@ struct State {
     sent: u64,
     stalled: bool,
     done: bool,
+    /// When the first piece was asked for (the clock of a trickle).
+    started: Option<tokio::time::Instant>,
 }
 
 /// The body as a stream of pieces; an `Err` item makes hyper abort the connection.
@@ -47,6 +52,7 @@ pub(crate) fn stream(src: Source, plan: Plan) -> impl Stream<Item = io::Result<B
         sent: 0,
         stalled: false,
         done: false,
+        started: None,
     };
     futures::stream::unfold(state, |mut st| async move {
         if st.done {
@@ -71,11 +77,20 @@ pub(crate) fn stream(src: Source, plan: Plan) -> impl Stream<Item = io::Result<B
             return None;
         }
         let mut max = (st.plan.len - st.sent).min(CHUNK as u64);
+        if let Some(rate) = st.plan.rate {
+            max = max.min((rate / 10).max(1));
+        }
         if let Some(at) = st.plan.abort_at.filter(|&at| at > st.sent) {
             max = max.min(at - st.sent);
         }
         if let Some((at, _)) = st.plan.stall.filter(|&(at, _)| !st.stalled && at > st.sent) {
             max = max.min(at - st.sent);
+        }
+        if let Some(rate) = st.plan.rate {
+            // The piece's last byte leaves no earlier than `rate` allows since the start.
+            let start = *st.started.get_or_insert_with(tokio::time::Instant::now);
+            let due = Duration::from_secs_f64((st.sent + max) as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until(start + due).await;
         }
         let piece = match read(&mut st.src, st.sent, max as usize).await {
             Ok(p) => p,

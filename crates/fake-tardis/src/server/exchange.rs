@@ -152,12 +152,6 @@ pub(crate) fn iso_ms(ts: Timestamp) -> String {
     )
 }
 
-fn iso_date(d: Date) -> String {
-    d.to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| iso_ms(z.timestamp()))
-        .unwrap_or_default()
-}
-
 /// Start of the current UTC day: the default `exportedUntil` (data is exported daily).
 pub(crate) fn start_of_today() -> Timestamp {
     let s = Timestamp::now().as_second();
@@ -264,95 +258,307 @@ fn symbol_type(exchange: &str, symbol: &str) -> &'static str {
     if derivatives_venue { "perpetual" } else { "spot" }
 }
 
-/// Per-symbol summary of the files held.
-#[derive(Default)]
-struct SymbolFiles {
-    since: Option<Date>,
+/// A symbol declared in the metadata with [`FakeTardis::add_symbol`], whether or not the fake
+/// serves any file of it: an entry of `datasets.symbols` (and, unless grouped, of
+/// `availableSymbols`) of `/v1/exchanges/{exchange}`.
+///
+/// [`FakeTardis::add_symbol`]: crate::FakeTardis::add_symbol
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolMeta {
+    /// Dataset symbol id, e.g. `BTC-PERPETUAL`, or a grouped id like `PERPETUALS`.
+    pub id: String,
+    /// `spot`, `future`, `perpetual`, `option`, `combo` or `prediction`.
+    pub symbol_type: String,
+    /// `availableSince`.
+    pub available_since: Timestamp,
+    /// `availableTo`, for a delisted symbol; `None` leaves the field out, as the API does for
+    /// symbols still listed.
+    pub available_to: Option<Timestamp>,
+    /// `dataTypes`: the dataset types that exist for this symbol.
+    pub data_types: Vec<String>,
+}
+
+/// The grouped dataset symbols: one file per day holding every instrument of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolGroup {
+    /// `SPOT`, type `spot`.
+    Spot,
+    /// `FUTURES`, type `future`.
+    Futures,
+    /// `PERPETUALS`, type `perpetual`.
+    Perpetuals,
+    /// `OPTIONS`, type `option`.
+    Options,
+}
+
+impl SymbolGroup {
+    /// The dataset symbol id (`SPOT`, `FUTURES`, `PERPETUALS`, `OPTIONS`).
+    pub fn id(self) -> &'static str {
+        match self {
+            SymbolGroup::Spot => "SPOT",
+            SymbolGroup::Futures => "FUTURES",
+            SymbolGroup::Perpetuals => "PERPETUALS",
+            SymbolGroup::Options => "OPTIONS",
+        }
+    }
+
+    /// The instrument type the API gives the group.
+    pub fn symbol_type(self) -> &'static str {
+        match self {
+            SymbolGroup::Spot => "spot",
+            SymbolGroup::Futures => "future",
+            SymbolGroup::Perpetuals => "perpetual",
+            SymbolGroup::Options => "option",
+        }
+    }
+
+    /// The data types served grouped, as observed on the real host (`shared/tardis-api.md`
+    /// §1, "Grouped symbols").
+    pub fn data_types(self) -> &'static [&'static str] {
+        match self {
+            SymbolGroup::Spot => &["trades"],
+            SymbolGroup::Futures => &["trades", "incremental_book_L2", "derivative_ticker", "liquidations"],
+            SymbolGroup::Perpetuals => &["trades", "derivative_ticker", "liquidations"],
+            SymbolGroup::Options => &["trades", "quotes", "liquidations", "options_chain"],
+        }
+    }
+}
+
+/// Midnight UTC of `d`.
+pub(crate) fn midnight(d: Date) -> Timestamp {
+    d.to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl SymbolMeta {
+    /// A listed symbol available since midnight UTC of `available_since`, with the data types
+    /// a symbol of that type usually has: book and trade types for all; `derivative_ticker`
+    /// and `liquidations` too for `perpetual` and `future`; `book_ticker` for `spot`,
+    /// `perpetual` and `future`. Change them with [`with_data_types`](Self::with_data_types).
+    pub fn new(id: impl Into<String>, symbol_type: impl Into<String>, available_since: Date) -> SymbolMeta {
+        let symbol_type = symbol_type.into();
+        let mut types = vec![
+            "trades",
+            "incremental_book_L2",
+            "book_snapshot_25",
+            "book_snapshot_5",
+            "quotes",
+        ];
+        match symbol_type.as_str() {
+            "perpetual" | "future" => types.extend(["book_ticker", "derivative_ticker", "liquidations"]),
+            "spot" => types.push("book_ticker"),
+            _ => {}
+        }
+        SymbolMeta {
+            id: id.into(),
+            symbol_type,
+            available_since: midnight(available_since),
+            available_to: None,
+            data_types: types.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// A grouped symbol (`PERPETUALS`, ...) with its type and usual grouped data types.
+    pub fn grouped(group: SymbolGroup, available_since: Date) -> SymbolMeta {
+        SymbolMeta {
+            id: group.id().to_owned(),
+            symbol_type: group.symbol_type().to_owned(),
+            available_since: midnight(available_since),
+            available_to: None,
+            data_types: group.data_types().iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Delisted: `availableTo` is midnight UTC of `available_to`.
+    #[must_use]
+    pub fn until(mut self, available_to: Date) -> SymbolMeta {
+        self.available_to = Some(midnight(available_to));
+        self
+    }
+
+    /// Replaces the data types.
+    #[must_use]
+    pub fn with_data_types<I, S>(mut self, types: I) -> SymbolMeta
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.data_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// What tests declared about one exchange's metadata, on top of what its files imply.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExchangeConfig {
+    pub(crate) exported_until: Option<Timestamp>,
+    pub(crate) exported_from: Option<Timestamp>,
+    pub(crate) available_since: Option<Timestamp>,
+    pub(crate) available_to: Option<Timestamp>,
+    pub(crate) symbols: BTreeMap<String, SymbolMeta>,
+}
+
+/// One dataset symbol, merged from the files held and a declaration.
+struct Entry {
+    symbol_type: String,
+    since: Option<Timestamp>,
+    to: Option<Timestamp>,
     types: BTreeSet<String>,
 }
 
-/// The `/v1/exchanges/{id}` document.
-pub(crate) fn details(id: &str, files: &[FileKey], exported_until: Timestamp) -> Value {
-    let mut symbols: BTreeMap<&str, SymbolFiles> = BTreeMap::new();
-    let mut from: Option<Date> = None;
+/// The symbols of an exchange and what they imply for the exchange.
+struct Merged {
+    symbols: BTreeMap<String, Entry>,
+    /// Earliest `availableSince` of any symbol.
+    since: Option<Timestamp>,
+    trades: u64,
+    book: u64,
+}
+
+/// Files give a symbol's data types and first day; a declaration overrides the type and the
+/// dates and adds its data types.
+fn merge(id: &str, files: &[FileKey], cfg: &ExchangeConfig) -> Merged {
+    let mut symbols: BTreeMap<String, Entry> = BTreeMap::new();
     let (mut trades, mut book) = (0u64, 0u64);
     for (ty, date, sym) in files {
-        let s = symbols.entry(sym).or_default();
-        s.since = Some(s.since.map_or(*date, |d| d.min(*date)));
-        s.types.insert(ty.clone());
-        from = Some(from.map_or(*date, |d| d.min(*date)));
+        let e = symbols.entry(sym.clone()).or_insert_with(|| Entry {
+            symbol_type: symbol_type(id, sym).to_owned(),
+            since: None,
+            to: None,
+            types: BTreeSet::new(),
+        });
+        let at = midnight(*date);
+        e.since = Some(e.since.map_or(at, |s| s.min(at)));
+        e.types.insert(ty.clone());
         match ty.as_str() {
             "trades" => trades += 1,
             "incremental_book_L2" => book += 1,
             _ => {}
         }
     }
-    let exported_from = from.map_or_else(|| iso_ms(exported_until), iso_date);
-    let dataset_symbols: Vec<Value> = symbols
+    for (sym, m) in &cfg.symbols {
+        let e = symbols.entry(sym.clone()).or_insert_with(|| Entry {
+            symbol_type: String::new(),
+            since: None,
+            to: None,
+            types: BTreeSet::new(),
+        });
+        e.symbol_type.clone_from(&m.symbol_type);
+        e.since = Some(m.available_since);
+        e.to = m.available_to;
+        e.types.extend(m.data_types.iter().cloned());
+    }
+    let since = symbols.values().filter_map(|e| e.since).min();
+    Merged {
+        symbols,
+        since,
+        trades,
+        book,
+    }
+}
+
+fn is_group(sym: &str) -> bool {
+    matches!(sym, "SPOT" | "FUTURES" | "PERPETUALS" | "OPTIONS")
+}
+
+/// `availableSince` and, if set, `availableTo` of a symbol.
+fn dates(obj: &mut serde_json::Map<String, Value>, e: &Entry) {
+    obj.insert("availableSince".into(), e.since.map(iso_ms).into());
+    if let Some(to) = e.to {
+        obj.insert("availableTo".into(), iso_ms(to).into());
+    }
+}
+
+/// `availableSince`, and `availableTo` with `delisted: true` for a delisted exchange.
+fn exchange_dates(obj: &mut serde_json::Map<String, Value>, since: Timestamp, cfg: &ExchangeConfig) {
+    obj.insert("availableSince".into(), iso_ms(since).into());
+    if let Some(to) = cfg.available_to {
+        obj.insert("delisted".into(), true.into());
+        obj.insert("availableTo".into(), iso_ms(to).into());
+    }
+}
+
+/// The `/v1/exchanges/{id}` document.
+pub(crate) fn details(id: &str, files: &[FileKey], cfg: &ExchangeConfig, exported_until: Timestamp) -> Value {
+    let m = merge(id, files, cfg);
+    let exported_from = cfg.exported_from.or(m.since).unwrap_or(exported_until);
+    let since = cfg.available_since.or(m.since).unwrap_or(exported_until);
+    let dataset_symbols: Vec<Value> = m
+        .symbols
         .iter()
-        .map(|(sym, f)| {
+        .map(|(sym, e)| {
             // Keep the official type order rather than alphabetical.
-            let types: Vec<&str> = DATA_TYPES.iter().copied().filter(|t| f.types.contains(*t)).collect();
-            let extra = f
+            let types: Vec<&str> = DATA_TYPES.iter().copied().filter(|t| e.types.contains(*t)).collect();
+            let extra = e
                 .types
                 .iter()
                 .filter(|t| !DATA_TYPES.contains(&t.as_str()))
                 .map(String::as_str);
-            json!({
-                "id": sym,
-                "type": symbol_type(id, sym),
-                "availableSince": f.since.map(iso_date),
-                "dataTypes": types.into_iter().chain(extra).collect::<Vec<_>>(),
-            })
+            let mut obj = serde_json::Map::new();
+            obj.insert("id".into(), sym.as_str().into());
+            obj.insert("type".into(), e.symbol_type.as_str().into());
+            dates(&mut obj, e);
+            obj.insert(
+                "dataTypes".into(),
+                types.into_iter().chain(extra).collect::<Vec<_>>().into(),
+            );
+            Value::Object(obj)
         })
         .collect();
-    let available_symbols: Vec<Value> = symbols
+    let available_symbols: Vec<Value> = m
+        .symbols
         .iter()
-        .filter(|(sym, _)| !matches!(**sym, "SPOT" | "FUTURES" | "PERPETUALS" | "OPTIONS"))
-        .map(|(sym, f)| {
+        .filter(|(sym, _)| !is_group(sym))
+        .map(|(sym, e)| {
             // Binance venues list their native (lower-case) ids here; others match the dataset id.
             let native = if id.starts_with("binance") {
                 sym.to_ascii_lowercase()
             } else {
-                (*sym).to_owned()
+                sym.clone()
             };
-            json!({
-                "id": native,
-                "type": symbol_type(id, sym),
-                "availableSince": f.since.map(iso_date),
-            })
+            let mut obj = serde_json::Map::new();
+            obj.insert("id".into(), native.into());
+            obj.insert("type".into(), e.symbol_type.as_str().into());
+            dates(&mut obj, e);
+            Value::Object(obj)
         })
         .collect();
-    json!({
-        "id": id,
-        "name": display_name(id),
-        "enabled": true,
-        "supportsDatasets": true,
-        "availableSince": exported_from,
-        "availableChannels": channels(id),
-        "availableSymbols": available_symbols,
-        "incidentReports": [],
-        "datasets": {
+    let mut doc = serde_json::Map::new();
+    doc.insert("id".into(), id.into());
+    doc.insert("name".into(), display_name(id).into());
+    doc.insert("enabled".into(), true.into());
+    doc.insert("supportsDatasets".into(), true.into());
+    exchange_dates(&mut doc, since, cfg);
+    doc.insert("availableChannels".into(), channels(id).into());
+    doc.insert("availableSymbols".into(), available_symbols.into());
+    doc.insert("incidentReports".into(), json!([]));
+    doc.insert(
+        "datasets".into(),
+        json!({
             "formats": ["csv"],
-            "exportedFrom": exported_from,
+            "exportedFrom": iso_ms(exported_from),
             "exportedUntil": iso_ms(exported_until),
             // The fake does not count rows; these count the files of each kind instead.
-            "stats": { "trades": trades, "bookChanges": book },
+            "stats": { "trades": m.trades, "bookChanges": m.book },
             "symbols": dataset_symbols,
-        },
-    })
+        }),
+    );
+    Value::Object(doc)
 }
 
 /// One item of the `/v1/exchanges` list.
-pub(crate) fn summary(id: &str, since: Option<Date>, exported_until: Timestamp) -> Value {
-    json!({
-        "id": id,
-        "name": display_name(id),
-        "enabled": true,
-        "supportsDatasets": true,
-        "availableSince": since.map_or_else(|| iso_ms(exported_until), iso_date),
-        "availableChannels": channels(id),
-    })
+pub(crate) fn summary(id: &str, files: &[FileKey], cfg: &ExchangeConfig, exported_until: Timestamp) -> Value {
+    let m = merge(id, files, cfg);
+    let since = cfg.available_since.or(m.since).unwrap_or(exported_until);
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), id.into());
+    obj.insert("name".into(), display_name(id).into());
+    obj.insert("enabled".into(), true.into());
+    obj.insert("supportsDatasets".into(), true.into());
+    exchange_dates(&mut obj, since, cfg);
+    obj.insert("availableChannels".into(), channels(id).into());
+    Value::Object(obj)
 }
 
 #[cfg(test)]
@@ -390,5 +596,65 @@ mod tests {
         assert_eq!(date, jiff::civil::date(2024, 1, 2));
         assert!(parse_key("deribit/trades/2024/13/02/X.csv.gz").is_none());
         assert!(parse_key("deribit/trades/2024/01/02/X.csv").is_none());
+    }
+
+    #[test]
+    fn declared_symbols_merge_with_files() {
+        let d = jiff::civil::date;
+        let files = vec![
+            ("trades".to_owned(), d(2024, 1, 5), "BTC-PERPETUAL".to_owned()),
+            ("trades".to_owned(), d(2024, 1, 3), "ETH-PERPETUAL".to_owned()),
+        ];
+        let mut cfg = ExchangeConfig::default();
+        for m in [
+            SymbolMeta::new("BTC-PERPETUAL", "perpetual", d(2019, 3, 30)).with_data_types(["quotes"]),
+            SymbolMeta::new("BTC-29MAR19", "future", d(2018, 12, 28)).until(d(2019, 3, 30)),
+            SymbolMeta::grouped(SymbolGroup::Perpetuals, d(2020, 1, 1)),
+        ] {
+            cfg.symbols.insert(m.id.clone(), m);
+        }
+        let until: Timestamp = "2024-02-01T00:00:00Z".parse().unwrap();
+        let v = details("deribit", &files, &cfg, until);
+        let syms = v["datasets"]["symbols"].as_array().unwrap();
+        let by_id = |id: &str| syms.iter().find(|s| s["id"] == id).unwrap().clone();
+        let btc = by_id("BTC-PERPETUAL");
+        assert_eq!(btc["availableSince"], "2019-03-30T00:00:00.000Z");
+        assert_eq!(btc["dataTypes"], json!(["trades", "quotes"]));
+        assert!(btc.get("availableTo").is_none());
+        let fut = by_id("BTC-29MAR19");
+        assert_eq!(fut["type"], "future");
+        assert_eq!(fut["availableTo"], "2019-03-30T00:00:00.000Z");
+        let eth = by_id("ETH-PERPETUAL");
+        assert_eq!(eth["availableSince"], "2024-01-03T00:00:00.000Z");
+        let perps = by_id("PERPETUALS");
+        assert_eq!(perps["type"], "perpetual");
+        assert_eq!(
+            perps["dataTypes"],
+            json!(["trades", "derivative_ticker", "liquidations"])
+        );
+        let listed: Vec<&str> = v["availableSymbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["BTC-29MAR19", "BTC-PERPETUAL", "ETH-PERPETUAL"]);
+        assert_eq!(v["availableSince"], "2018-12-28T00:00:00.000Z");
+        assert_eq!(v["datasets"]["exportedFrom"], "2018-12-28T00:00:00.000Z");
+        assert!(v.get("availableTo").is_none() && v.get("delisted").is_none());
+
+        cfg.available_since = Some("2017-01-01T00:00:00Z".parse().unwrap());
+        cfg.available_to = Some("2022-11-14T00:00:00Z".parse().unwrap());
+        cfg.exported_from = Some("2019-01-01T00:00:00Z".parse().unwrap());
+        for v in [
+            details("deribit", &files, &cfg, until),
+            summary("deribit", &files, &cfg, until),
+        ] {
+            assert_eq!(v["availableSince"], "2017-01-01T00:00:00.000Z");
+            assert_eq!(v["availableTo"], "2022-11-14T00:00:00.000Z");
+            assert_eq!(v["delisted"], true);
+        }
+        let v = details("deribit", &files, &cfg, until);
+        assert_eq!(v["datasets"]["exportedFrom"], "2019-01-01T00:00:00.000Z");
     }
 }

@@ -8,8 +8,11 @@
 mod body;
 mod exchange;
 mod fault;
+mod storm;
 
+pub use exchange::{SymbolGroup, SymbolMeta};
 pub use fault::Fault;
+pub use storm::StormMix;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,6 +31,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use body::{Plan, Source};
+use exchange::ExchangeConfig;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,7 @@ pub struct Builder {
     root: Option<PathBuf>,
     content_encoding_gzip: bool,
     first_byte_latency: Duration,
+    api_latency: Duration,
     addr: SocketAddr,
 }
 
@@ -67,6 +72,7 @@ impl Default for Builder {
             root: None,
             content_encoding_gzip: false,
             first_byte_latency: Duration::ZERO,
+            api_latency: Duration::ZERO,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         }
     }
@@ -103,6 +109,13 @@ impl Builder {
         self
     }
 
+    /// Delay before the response head of every metadata API request (`/api/v1/...`).
+    #[must_use]
+    pub fn api_latency(mut self, d: Duration) -> Self {
+        self.api_latency = d;
+        self
+    }
+
     /// Address to listen on (default `127.0.0.1:0`, a free port).
     #[must_use]
     pub fn addr(mut self, addr: SocketAddr) -> Self {
@@ -135,6 +148,7 @@ impl Builder {
             content_encoding_gzip: self.content_encoding_gzip,
             state: Mutex::new(ServerState {
                 latency: self.first_byte_latency,
+                api_latency: self.api_latency,
                 ..ServerState::default()
             }),
         });
@@ -202,9 +216,16 @@ struct ServerState {
     /// In-memory files by dataset path.
     files: HashMap<String, Bytes>,
     scripts: HashMap<String, VecDeque<Fault>>,
+    /// Faults of metadata API paths (`exchanges`, `exchanges/deribit`).
+    api_scripts: HashMap<String, VecDeque<Fault>>,
     fail_all: Option<u16>,
+    fail_api: Option<u16>,
     latency: Duration,
-    exported_until: HashMap<String, Timestamp>,
+    api_latency: Duration,
+    /// Whether the built-in 401s quote the key sent.
+    echo_secrets: bool,
+    /// Declared metadata per exchange id.
+    exchanges: HashMap<String, ExchangeConfig>,
     /// Records with a sequence number, so a status can be filled in after `clear_requests`.
     requests: Vec<(u64, RequestRecord)>,
     next_request: u64,
@@ -306,8 +327,137 @@ impl FakeTardis {
     }
 
     /// Overrides `datasets.exportedUntil` of an exchange (default: start of the UTC day).
+    /// Nothing is cached: the next metadata request sees the new value, so a test can move
+    /// it forward while a client polls.
     pub fn set_exported_until(&self, exchange: &str, ts: Timestamp) {
-        self.inner.shared.state().exported_until.insert(exchange.to_owned(), ts);
+        self.exchange_config(exchange, |c| c.exported_until = Some(ts));
+    }
+
+    /// Overrides `datasets.exportedFrom` of an exchange (default: the earliest
+    /// `availableSince` of its symbols, or `exportedUntil` when it has none).
+    pub fn set_exported_from(&self, exchange: &str, ts: Timestamp) {
+        self.exchange_config(exchange, |c| c.exported_from = Some(ts));
+    }
+
+    /// Overrides the exchange's `availableSince` (in `/v1/exchanges` and
+    /// `/v1/exchanges/{id}`; default: as `exportedFrom`).
+    pub fn set_available_since(&self, exchange: &str, ts: Timestamp) {
+        self.exchange_config(exchange, |c| c.available_since = Some(ts));
+    }
+
+    /// `Some`: the exchange is delisted, with `"delisted": true` and this `availableTo` (in
+    /// both endpoints). `None`: listed again (both fields absent, the default).
+    pub fn set_available_to(&self, exchange: &str, ts: Option<Timestamp>) {
+        self.exchange_config(exchange, |c| c.available_to = ts);
+    }
+
+    /// Declares a symbol in the metadata of `exchange` without serving any file: it appears
+    /// in `datasets.symbols` (and, unless grouped, in `availableSymbols`) of
+    /// `/v1/exchanges/{exchange}`, and makes the exchange known. When files of the same
+    /// symbol id exist too, the declaration's type and dates win and the data types are the
+    /// union of both. Declaring the same id again replaces the declaration.
+    pub fn add_symbol(&self, exchange: &str, symbol: SymbolMeta) {
+        self.exchange_config(exchange, |c| {
+            c.symbols.insert(symbol.id.clone(), symbol);
+        });
+    }
+
+    fn exchange_config(&self, exchange: &str, f: impl FnOnce(&mut ExchangeConfig)) {
+        f(self
+            .inner
+            .shared
+            .state()
+            .exchanges
+            .entry(exchange.to_owned())
+            .or_default());
+    }
+
+    /// `Some(code)`: every metadata API request answers `code` with the API's JSON error body
+    /// (`{"code":…,"message":…}`), while datasets are served as usual. `None`: back to normal.
+    pub fn fail_api(&self, status: Option<u16>) {
+        self.inner.shared.state().fail_api = status;
+    }
+
+    /// Delay before the response head of every metadata API request from now on.
+    pub fn set_api_latency(&self, d: Duration) {
+        self.inner.shared.state().api_latency = d;
+    }
+
+    /// Queues faults for a metadata API path: `exchanges` or `exchanges/{id}` (a leading `/`
+    /// or `/api/v1/` is tolerated), popped one per request like [`script`](Self::script).
+    /// Status, delay and HTML faults answer as on the datasets host; the byte-level ones
+    /// (truncate, drop, stall, trickle, corrupt) act on the JSON body.
+    pub fn script_api(&self, path: &str, faults: impl IntoIterator<Item = Fault>) {
+        let key = path.trim_start_matches('/');
+        let key = key
+            .strip_prefix("api/v1/")
+            .unwrap_or(key)
+            .trim_end_matches('/')
+            .to_owned();
+        self.inner
+            .shared
+            .state()
+            .api_scripts
+            .entry(key)
+            .or_default()
+            .extend(faults);
+    }
+
+    /// `true`: the fake's own 401s for a wrong key quote the key sent in their message
+    /// (`Invalid API key 'sk-…'`), as a careless server might. Default `false`.
+    pub fn set_echo_secrets(&self, on: bool) {
+        self.inner.shared.state().echo_secrets = on;
+    }
+
+    /// Queues a reproducible storm of faults on each of `paths` (dataset paths as for
+    /// [`script`](Self::script)), drawn from `mix` with `seed`: see [`StormMix`] for the odds,
+    /// the default mix and the cap that lets every path succeed in the end. The same seed,
+    /// paths and files give the same scripts; each path's script depends only on the seed,
+    /// the path and its file's length. Appends to any faults already queued, and returns the
+    /// faults queued per path (paths normalised, in the order given).
+    pub fn script_storm<I, P>(&self, paths: I, seed: u64, mix: &StormMix) -> Vec<(String, Vec<Fault>)>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let mut out = Vec::new();
+        for p in paths {
+            let key = p.as_ref().trim_start_matches('/');
+            let key = key.strip_prefix("datasets/v1/").unwrap_or(key).to_owned();
+            let faults = mix.script_for(&key, seed, self.body_len(&key));
+            self.script(&key, faults.iter().cloned());
+            out.push((key, faults));
+        }
+        out
+    }
+
+    /// Length of the file served at a dataset path, if the fake has one.
+    fn body_len(&self, key: &str) -> Option<u64> {
+        if let Some(b) = self.inner.shared.state().files.get(key) {
+            return Some(b.len() as u64);
+        }
+        let root = self.inner.shared.root.as_ref()?;
+        let req = DatasetRequest::parse(key)?;
+        std::fs::metadata(req.root_path(root))
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+    }
+
+    /// Every dataset path the fake can serve: in-memory files and, with a root, the files
+    /// under it (blocking: it walks the tree).
+    pub fn dataset_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.inner.shared.state().files.keys().cloned().collect();
+        if let Some(root) = &self.inner.shared.root {
+            for ex in exchange::root_exchanges(root) {
+                for (ty, d, sym) in exchange::scan_root(root, &ex) {
+                    paths.push(Self::dataset_path(&ex, &ty, d, &sym));
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        paths
     }
 
     /// Every request received so far, in arrival order.
@@ -326,6 +476,14 @@ impl FakeTardis {
         self.requests()
             .into_iter()
             .filter(|r| r.path.starts_with("/datasets/"))
+            .collect()
+    }
+
+    /// Only the requests under `/api/` (the metadata API).
+    pub fn api_requests(&self) -> Vec<RequestRecord> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api/"))
             .collect()
     }
 
@@ -443,7 +601,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
     let (response, delay) = if let Some(rest) = raw_path.strip_prefix("/datasets/v1/") {
         dataset(&shared, &parts.method, rest, &parts.headers).await
     } else if let Some(rest) = raw_path.strip_prefix("/api/v1/") {
-        (api(&shared, &parts.method, rest).await, Duration::ZERO)
+        api(&shared, &parts.method, rest, &parts.headers).await
     } else {
         match shared.state().fail_all {
             Some(code) => (error(code, &default_message(code)), Duration::ZERO),
@@ -502,6 +660,26 @@ impl DatasetRequest {
         )
     }
 
+    /// The file's place under a root directory.
+    fn root_path(&self, root: &std::path::Path) -> PathBuf {
+        root.join(&self.exchange)
+            .join(&self.data_type)
+            .join(&self.year)
+            .join(&self.month)
+            .join(&self.day)
+            .join(format!("{}.csv.gz", self.symbol))
+    }
+
+    /// The day in the path, if it is a valid date (`None` for e.g. `2024/13/40`).
+    fn date(&self) -> Option<Date> {
+        Date::new(
+            self.year.parse().ok()?,
+            self.month.parse().ok()?,
+            self.day.parse().ok()?,
+        )
+        .ok()
+    }
+
     /// "Historical datasets for the first day of each month are available to download
     /// without API key" (docs.tardis.dev/downloadable-csv-files).
     fn free_day(&self) -> bool {
@@ -509,19 +687,40 @@ impl DatasetRequest {
     }
 }
 
+/// The `Authorization` value as sent (lossily decoded), and the key in it if it is
+/// `Bearer <key>` (else the whole value).
+fn credentials(headers: &HeaderMap) -> (String, String) {
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let key = match raw.trim().split_once(' ') {
+        Some((scheme, k)) if scheme.eq_ignore_ascii_case("bearer") => k.trim().to_owned(),
+        _ => raw.trim().to_owned(),
+    };
+    (raw, key)
+}
+
 /// Checks `Authorization: Bearer <key>`; `Err` holds the message of the 401 to send.
-fn authorize(shared: &Shared, headers: &HeaderMap, free_day: bool) -> Result<(), &'static str> {
+fn authorize(shared: &Shared, headers: &HeaderMap, free_day: bool) -> Result<(), String> {
     const INVALID: &str = "Invalid API key";
+    let invalid = || {
+        if shared.state().echo_secrets {
+            format!("{INVALID} '{}'", credentials(headers).1)
+        } else {
+            INVALID.to_owned()
+        }
+    };
     let value = match headers.get(header::AUTHORIZATION) {
         // Not a valid string: certainly not a valid key.
-        Some(v) => v.to_str().map_err(|_| INVALID)?.trim(),
+        Some(v) => v.to_str().map_err(|_| invalid())?.trim(),
         None => "",
     };
     let key = match value.split_once(' ') {
         Some((scheme, k)) if scheme.eq_ignore_ascii_case("bearer") => k.trim(),
         _ if value.is_empty() || value.eq_ignore_ascii_case("bearer") => "",
         // A credential without the Bearer scheme is not a key the API accepts.
-        _ => return Err(INVALID),
+        _ => return Err(invalid()),
     };
     if key.is_empty() {
         if free_day {
@@ -529,13 +728,14 @@ fn authorize(shared: &Shared, headers: &HeaderMap, free_day: bool) -> Result<(),
         } else {
             Err(
                 "API key is required to download historical datasets other than the first day of each month. \
-                 Pass it in the 'Authorization: Bearer <API_KEY>' header.",
+                 Pass it in the 'Authorization: Bearer <API_KEY>' header."
+                    .to_owned(),
             )
         }
     } else if shared.keys.iter().any(|k| k == key) {
         Ok(())
     } else {
-        Err(INVALID)
+        Err(invalid())
     }
 }
 
@@ -561,6 +761,86 @@ fn status_response(code: u16, retry_after: Option<u64>, body: Option<String>) ->
     resp
 }
 
+/// An HTML page standing in for the file: a captive portal's login page on a 200, a CDN's
+/// error page otherwise.
+fn html_response(status: u16) -> Response {
+    let page = if status == 200 {
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Guest Wi-Fi - Sign in</title>\n</head>\n<body>\n<h1>Welcome to Guest Wi-Fi</h1>\n\
+         <p>Please accept the terms of use to continue browsing.</p>\n\
+         <form method=\"post\" action=\"/login\"><input type=\"checkbox\" name=\"accept\"> I accept\n\
+         <button type=\"submit\">Connect</button></form>\n</body>\n</html>\n"
+            .to_owned()
+    } else {
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        format!(
+            "<!DOCTYPE html>\n<html>\n<head><title>{status} {reason}</title></head>\n<body>\n\
+             <center><h1>{status} {reason}</h1></center>\n<hr><center>cloudfront</center>\n\
+             </body>\n</html>\n"
+        )
+    };
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Body::from(page))
+        .expect("static headers are valid")
+}
+
+/// A JSON error whose message quotes the request's credentials verbatim.
+fn echo_auth_response(code: u16, headers: &HeaderMap, what: &str) -> Response {
+    let (raw, key) = credentials(headers);
+    let message = if code == 401 {
+        format!("Invalid API key '{key}' (Authorization: {raw})")
+    } else {
+        format!("API key '{key}' has no access to {what} (Authorization: {raw})")
+    };
+    let mut resp = error(code, &message);
+    if code == 401
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "Bearer realm=\"tardis\", error=\"invalid_token\", error_description=\"invalid key {key}\""
+        ))
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// The byte-level part of a fault, applied to a body of `full_len` bytes.
+fn plan_for(fault: Option<&Fault>, full_len: u64) -> Plan {
+    let mut plan = Plan {
+        len: full_len,
+        ..Plan::default()
+    };
+    match fault {
+        Some(Fault::DropAfter(n)) => plan.abort_at = Some((*n as u64).min(full_len.saturating_sub(1))),
+        Some(Fault::Truncate(n)) => plan.len = (*n as u64).min(full_len),
+        // The gzip trailer is CRC32 then ISIZE (4 bytes each, little endian).
+        Some(Fault::CorruptCrc) => plan.corrupt_at = full_len.checked_sub(8).or(full_len.checked_sub(1)),
+        Some(Fault::Stall { after, duration }) => plan.stall = Some((*after as u64, *duration)),
+        Some(Fault::Trickle { bytes_per_sec }) => plan.rate = Some((*bytes_per_sec).max(1)),
+        _ => {}
+    }
+    plan
+}
+
+/// A 200 `text/csv` with a generated gzip bomb as its body, streamed.
+fn bomb_response(shared: &Shared, bomb: &crate::r#gen::GzipBomb) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv")
+        .header(header::CONTENT_LENGTH, bomb.compressed_len());
+    if shared.content_encoding_gzip {
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let pieces = futures::stream::iter(bomb.chunks().map(Ok::<_, std::io::Error>));
+    builder
+        .body(Body::from_stream(pieces))
+        .expect("static headers are valid")
+}
+
 /// Answers a dataset request; the `Duration` is how long to wait before sending the head.
 async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderMap) -> (Response, Duration) {
     let (latency, fail_all) = {
@@ -581,7 +861,7 @@ async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderM
         return (error(405, "Method not allowed"), latency);
     }
     if let Err(msg) = authorize(shared, headers, req.free_day()) {
-        return (error(401, msg), latency);
+        return (error(401, &msg), latency);
     }
     let key = req.key();
     let (fault, mem) = {
@@ -590,6 +870,7 @@ async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderM
         (fault, st.files.get(&key).cloned())
     };
     let mut delay = latency;
+    // Faults that replace the answer, file or not.
     match &fault {
         Some(Fault::Status {
             code,
@@ -597,6 +878,23 @@ async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderM
             body,
         }) => return (status_response(*code, *retry_after, body.clone()), delay),
         Some(Fault::Delay(d)) => delay += *d,
+        Some(Fault::Html { status }) => return (html_response(*status), delay),
+        Some(Fault::EchoAuth { code }) => {
+            let what = format!(
+                "{} {} {}-{}-{} {}",
+                req.exchange, req.data_type, req.year, req.month, req.day, req.symbol
+            );
+            return (echo_auth_response(*code, headers, &what), delay);
+        }
+        Some(Fault::GzipBomb { zeros }) => {
+            let bomb = crate::r#gen::GzipBomb::zeros(&req.data_type, *zeros);
+            return (bomb_response(shared, &bomb), delay);
+        }
+        Some(Fault::HugeLine { len }) => {
+            let date = req.date().unwrap_or(jiff::civil::date(2024, 1, 1));
+            let bomb = crate::r#gen::GzipBomb::huge_field(&req.data_type, &req.exchange, &req.symbol, date, *len);
+            return (bomb_response(shared, &bomb), delay);
+        }
         _ => {}
     }
     let found = match mem {
@@ -610,18 +908,7 @@ async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderM
         );
         return (error(404, &msg), delay);
     };
-    let mut plan = Plan {
-        len: full_len,
-        ..Plan::default()
-    };
-    match fault {
-        Some(Fault::DropAfter(n)) => plan.abort_at = Some((n as u64).min(full_len.saturating_sub(1))),
-        Some(Fault::Truncate(n)) => plan.len = (n as u64).min(full_len),
-        // The gzip trailer is CRC32 then ISIZE (4 bytes each, little endian).
-        Some(Fault::CorruptCrc) => plan.corrupt_at = full_len.checked_sub(8).or(full_len.checked_sub(1)),
-        Some(Fault::Stall { after, duration }) => plan.stall = Some((after as u64, duration)),
-        _ => {}
-    }
+    let plan = plan_for(fault.as_ref(), full_len);
     let mut builder = Response::builder()
         .status(StatusCode::OK)
         // The real host labels the gzip bytes text/csv.
@@ -638,33 +925,62 @@ async fn dataset(shared: &Shared, method: &Method, rest: &str, headers: &HeaderM
 
 async fn open_in_root(shared: &Shared, req: &DatasetRequest) -> Option<(u64, Source)> {
     let root = shared.root.as_ref()?;
-    let path = root
-        .join(&req.exchange)
-        .join(&req.data_type)
-        .join(&req.year)
-        .join(&req.month)
-        .join(&req.day)
-        .join(format!("{}.csv.gz", req.symbol));
-    let file = tokio::fs::File::open(&path).await.ok()?;
+    let file = tokio::fs::File::open(req.root_path(root)).await.ok()?;
     let meta = file.metadata().await.ok()?;
     meta.is_file().then(|| (meta.len(), Source::File(file)))
 }
 
-async fn api(shared: &Arc<Shared>, method: &Method, rest: &str) -> Response {
-    if let Some(code) = shared.state().fail_all {
-        return error(code, &default_message(code));
+/// Answers a metadata API request; the `Duration` is how long to wait before the head.
+async fn api(shared: &Arc<Shared>, method: &Method, rest: &str, headers: &HeaderMap) -> (Response, Duration) {
+    let (fail_all, fail_api, mut delay) = {
+        let st = shared.state();
+        (st.fail_all, st.fail_api, st.api_latency)
+    };
+    if let Some(code) = fail_all.or(fail_api) {
+        return (error(code, &default_message(code)), delay);
     }
     if method != Method::GET && method != Method::HEAD {
-        return error(405, "Method not allowed");
+        return (error(405, "Method not allowed"), delay);
     }
     let rest = percent_decode(rest.trim_end_matches('/'));
-    if rest == "exchanges" {
-        return exchanges_list(shared).await;
+    let fault = shared.state().api_scripts.get_mut(&rest).and_then(VecDeque::pop_front);
+    match &fault {
+        Some(Fault::Status {
+            code,
+            retry_after,
+            body,
+        }) => return (status_response(*code, *retry_after, body.clone()), delay),
+        Some(Fault::Delay(d)) => delay += *d,
+        Some(Fault::Html { status }) => return (html_response(*status), delay),
+        Some(Fault::EchoAuth { code }) => return (echo_auth_response(*code, headers, &rest), delay),
+        _ => {}
     }
-    match rest.strip_prefix("exchanges/") {
-        Some(id) if !id.is_empty() && !id.contains('/') => exchange_details(shared, id).await,
-        _ => error(404, "Not found"),
+    let response = if rest == "exchanges" {
+        exchanges_list(shared).await
+    } else {
+        match rest.strip_prefix("exchanges/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => exchange_details(shared, id).await,
+            _ => error(404, "Not found"),
+        }
+    };
+    let byte_level = matches!(
+        fault,
+        Some(
+            Fault::DropAfter(_) | Fault::Truncate(_) | Fault::CorruptCrc | Fault::Stall { .. } | Fault::Trickle { .. }
+        )
+    );
+    if !byte_level {
+        return (response, delay);
     }
+    // A byte-level fault: stream the document through the same machinery as datasets.
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let plan = plan_for(fault.as_ref(), bytes.len() as u64);
+    let len = plan.len;
+    let mut resp = Response::from_parts(parts, Body::from_stream(body::stream(Source::Memory(bytes), plan)));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    (resp, delay)
 }
 
 /// Files known for `id`: in memory and under `root`.
@@ -687,24 +1003,22 @@ async fn files_of(shared: &Arc<Shared>, id: &str) -> Vec<exchange::FileKey> {
     files
 }
 
-fn exported_until(shared: &Shared, id: &str) -> Timestamp {
-    shared
-        .state()
-        .exported_until
-        .get(id)
-        .copied()
-        .unwrap_or_else(exchange::start_of_today)
+/// The declared metadata of `id` and its `exportedUntil`, read fresh on every request.
+fn config_of(shared: &Shared, id: &str) -> (ExchangeConfig, Timestamp) {
+    let cfg = shared.state().exchanges.get(id).cloned().unwrap_or_default();
+    let until = cfg.exported_until.unwrap_or_else(exchange::start_of_today);
+    (cfg, until)
 }
 
 async fn exchange_details(shared: &Arc<Shared>, id: &str) -> Response {
     let files = files_of(shared, id).await;
-    let known =
-        !files.is_empty() || exchange::EXCHANGES.contains(&id) || shared.state().exported_until.contains_key(id);
+    let known = !files.is_empty() || exchange::EXCHANGES.contains(&id) || shared.state().exchanges.contains_key(id);
     if !known {
         let msg = format!("Invalid 'exchange' param: '{id}' is not a supported exchange");
         return error(404, &msg);
     }
-    let doc = exchange::details(id, &files, exported_until(shared, id));
+    let (cfg, until) = config_of(shared, id);
+    let doc = exchange::details(id, &files, &cfg, until);
     json_response(StatusCode::OK, &doc)
 }
 
@@ -715,7 +1029,7 @@ async fn exchanges_list(shared: &Arc<Shared>) -> Response {
         st.files
             .keys()
             .filter_map(|k| exchange::parse_key(k).map(|(ex, _)| ex))
-            .chain(st.exported_until.keys().cloned())
+            .chain(st.exchanges.keys().cloned())
             .collect()
     };
     if let Some(root) = shared.root.clone() {
@@ -730,8 +1044,9 @@ async fn exchanges_list(shared: &Arc<Shared>) -> Response {
     ids.extend(extra.into_iter().filter(|e| !exchange::EXCHANGES.contains(&e.as_str())));
     let mut list = Vec::with_capacity(ids.len());
     for id in &ids {
-        let since = files_of(shared, id).await.iter().map(|(_, d, _)| *d).min();
-        list.push(exchange::summary(id, since, exported_until(shared, id)));
+        let files = files_of(shared, id).await;
+        let (cfg, until) = config_of(shared, id);
+        list.push(exchange::summary(id, &files, &cfg, until));
     }
     json_response(StatusCode::OK, &serde_json::Value::Array(list))
 }
