@@ -54,6 +54,7 @@ fn fetcher(
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        keep_decoded: settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0,
     };
     let fetcher =
         Fetcher::new(client, config, stats).map_err(|e| StoreError::io("starting the decoding threads", e))?;
@@ -101,7 +102,8 @@ pub(super) async fn run(
         f.shutdown_decoders().await;
     }
     let tally = tally(&plan, &results);
-    let (outputs, skipped_outputs) = write_outputs(settings, &plan, &results, reporter.as_ref(), &cancel).await;
+    let (outputs, skipped_outputs) =
+        write_outputs(settings, &tiered, &plan, &results, reporter.as_ref(), &cancel).await;
     let uploaded = tiered.finish().await;
     reporter.finish();
 

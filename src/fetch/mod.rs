@@ -31,6 +31,7 @@ use self::admission::Admission;
 use self::exported::ExportedUntil;
 use self::pool::Pool;
 use self::probe::Probes;
+use crate::cache::Batches;
 use crate::cache::chunk_file::ChunkMeta;
 use crate::model::ChunkKey;
 use crate::tardis::TardisClient;
@@ -59,6 +60,8 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
+    /// Hand back the decoded batches of each fetched chunk (for `--order time`).
+    pub keep_decoded: bool,
 }
 
 /// The outcome of a successful fetch: the chunk file written at the requested path.
@@ -68,6 +71,8 @@ pub struct Fetched {
     pub meta: ChunkMeta,
     /// Compressed bytes of the final, successful body.
     pub body_bytes: u64,
+    /// The decoded batches, when the fetcher keeps them (see [`FetchConfig::keep_decoded`]).
+    pub decoded: Option<Batches>,
 }
 
 /// Fetches chunks from Tardis. Shared by all chunk tasks of a run.
@@ -80,6 +85,7 @@ pub struct Fetcher {
     decoders: Arc<Pool>,
     retry: RetryPolicy,
     spool_dir: PathBuf,
+    keep_decoded: bool,
     stats: Arc<FetchStats>,
     spool_seq: AtomicU64,
 }
@@ -106,6 +112,7 @@ impl Fetcher {
             decoders: Arc::new(Pool::new("decode", config.decoders.max(1))?),
             retry: config.retry,
             spool_dir: config.spool_dir,
+            keep_decoded: config.keep_decoded,
             stats,
             spool_seq: AtomicU64::new(0),
         })

@@ -38,6 +38,7 @@ pub(crate) fn write_partitioned(
         rows: 0,
         bytes: 0,
         status: OutputStatus::UpToDate,
+        chunks_from_memory: 0,
     };
     for chunk in chunks {
         cancelled(cancel).map_err(OutputError::write(dir))?;
@@ -87,11 +88,7 @@ fn filter_partition(
     let file = tmp.handle().map_err(OutputError::io("opening", tmp.path()))?;
     let write_err = OutputError::write(dest);
     let mut writer = ChunkFileWriter::new(file, ctx.data_type).map_err(&write_err)?;
-    let input = MergeInput {
-        name: chunk.key.to_string(),
-        data: chunk.data.clone(),
-        meta: chunk.meta.clone(),
-    };
+    let input = MergeInput::of(chunk);
     merge(
         ctx.data_type,
         vec![input],

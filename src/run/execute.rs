@@ -12,10 +12,10 @@ use tracing::{debug, warn};
 use super::plan::Plan;
 use super::report::Reporter;
 use super::summary::{ChunkCounts, Failure};
-use crate::cache::{Chunk, ResolveError, Resolved, Tier, Tiered};
+use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
 use crate::fetch::Fetcher;
 use crate::model::{ChunkKey, DataType, TimeRange};
-use crate::output::{OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
+use crate::output::{Order, OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
 
@@ -122,6 +122,7 @@ pub(crate) fn tally(plan: &Plan, results: &Results) -> Tally {
 /// with the reason.
 pub(crate) async fn write_outputs(
     settings: &DownloadSettings,
+    tiered: &Tiered,
     plan: &Plan,
     results: &Results,
     reporter: &dyn Reporter,
@@ -142,7 +143,8 @@ pub(crate) async fn write_outputs(
             });
             continue;
         };
-        match write_output(settings, *data_type, chunks, reporter, cancel).await {
+        let resident = resident(settings, tiered, &chunks).await;
+        match write_output(settings, *data_type, chunks, resident, reporter, cancel).await {
             Ok(o) => {
                 debug!("{}: {:?}", o.path.display(), o.status);
                 outputs.push(o);
@@ -156,11 +158,27 @@ pub(crate) async fn write_outputs(
     (outputs, skipped)
 }
 
+/// The decoded batches the memory tier holds for `chunks`, when the output interleaves them
+/// by time (a symbol-major output copies encoded column chunks and needs none).
+async fn resident(settings: &DownloadSettings, tiered: &Tiered, chunks: &[Chunk]) -> HashMap<ChunkKey, Batches> {
+    let mut resident = HashMap::new();
+    let interleaved = settings.order == Order::Time && !matches!(settings.output, OutputSpec::Partitioned(_));
+    if interleaved {
+        for c in chunks {
+            if let Some(b) = tiered.decoded(&c.key).await {
+                resident.insert(c.key.clone(), b);
+            }
+        }
+    }
+    resident
+}
+
 /// Writes one data type's output on a blocking thread.
 async fn write_output(
     settings: &DownloadSettings,
     data_type: DataType,
     chunks: Vec<Chunk>,
+    resident: HashMap<ChunkKey, Batches>,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> Result<OutputResult, OutputError> {
@@ -169,6 +187,7 @@ async fn write_output(
     let (from_label, to_label) = (TimeRange::label(range.from), TimeRange::label(range.to));
     let ctx = OutputContext {
         data_type,
+        order: settings.order,
         source: format!(
             "{} exchange={} data_type={} symbols={} from={} to={}",
             redact_url(&settings.datasets_url),
@@ -180,6 +199,7 @@ async fn write_output(
         ),
         range: (!range.is_whole_days()).then(|| range.micros()),
         range_label: format!("{from_label}/{to_label}"),
+        resident,
     };
     let target = match &settings.output {
         OutputSpec::File(p) => p.clone(),

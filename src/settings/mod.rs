@@ -19,6 +19,7 @@ use url::Url;
 use crate::cache::{RemoteMode, RemoteOptions, RemoteStore};
 use crate::fetch::RetryPolicy;
 use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant, valid_exchange};
+use crate::output::Order;
 use crate::run::plan::Request;
 use crate::tardis::Secret;
 use options::Options;
@@ -61,6 +62,8 @@ pub struct DownloadSettings {
     pub request: Request,
     /// Where the output goes.
     pub output: OutputSpec,
+    /// Row order of merged outputs.
+    pub order: Order,
     /// The cache tiers.
     pub cache: CacheSettings,
     /// Never contact Tardis.
@@ -134,6 +137,7 @@ impl DownloadSettings {
         Ok(Self {
             request,
             output,
+            order: defaulted(&o.order).parse().map_err(usage)?,
             cache,
             offline: defaulted(&o.offline),
             refresh: defaulted(&o.refresh),

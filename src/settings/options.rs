@@ -38,6 +38,9 @@ options! {
     output: PathBuf { short: Some('o'), value_name: "PATH", heading: WRITE, default: Some("./datasets") }
     /// Write DIR/exchange=E/data_type=T/date=YYYY-MM-DD/SYMBOL.parquet instead of merged files.
     partitioned: bool { heading: WRITE, default: Some("false") }
+    /// Row order of a merged file: symbol (symbols as given, days in order; copied from the cache
+    /// without re-encoding) or time (all symbols interleaved by local_timestamp; re-encoded).
+    order: String { value_name: "symbol|time", heading: WRITE, default: Some("symbol") }
 
     /// Local cache directory [default: the platform cache dir + /tickvault].
     cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: BOTH }
