@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::cache::{CacheLock, LocalStore, MemoryStore, RemoteStore, RemoteUrlError, StoreError, Tiered};
 use crate::fetch::{FetchConfig, FetchStats, Fetcher};
@@ -88,6 +89,8 @@ pub(super) async fn run(
         .build();
 
     let plan = Plan::new(&settings.request);
+    log_plan(settings, &plan);
+    reporter.track_traffic(stats.clone());
     reporter.start(plan.requests.len() as u64);
     let results = resolve_all(
         &tiered,
@@ -95,14 +98,21 @@ pub(super) async fn run(
         &plan,
         settings.concurrency,
         reporter.as_ref(),
+        &cancel,
     )
     .await;
-    if let Some(f) = &fetcher {
-        f.shutdown_decoders().await;
-    }
     let tally = tally(&plan, &results);
-    let (outputs, skipped_outputs) = write_outputs(settings, &plan, &results, reporter.as_ref(), &cancel).await;
-    let uploaded = tiered.finish().await;
+    let interrupted = cancel.is_cancelled();
+    let (outputs, skipped_outputs, uploaded) = if interrupted {
+        // Stop now: no output from a partial run, no waiting for uploads.
+        (Vec::new(), Vec::new(), Default::default())
+    } else {
+        if let Some(f) = &fetcher {
+            f.shutdown_decoders().await;
+        }
+        let (outputs, skipped) = write_outputs(settings, &plan, &results, reporter.as_ref(), &cancel).await;
+        (outputs, skipped, tiered.finish().await)
+    };
     reporter.finish();
 
     let failed = tally.counts.failed > 0 || !skipped_outputs.is_empty();
@@ -123,6 +133,34 @@ pub(super) async fn run(
     };
     summary.outputs = outputs;
     summary.skipped_outputs = skipped_outputs;
-    let status = if failed { RunStatus::Failed } else { RunStatus::Ok };
+    let status = if cancel.is_cancelled() {
+        RunStatus::Interrupted
+    } else if failed {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
     Ok(summary.end(status, started.elapsed().as_secs_f64()))
+}
+
+/// The resolved request, at info level (relative dates show what they meant).
+fn log_plan(settings: &DownloadSettings, plan: &Plan) {
+    let r = &settings.request;
+    let data_types: Vec<String> = r.data_types.iter().map(ToString::to_string).collect();
+    info!(
+        event = "plan",
+        exchange = %r.exchange,
+        symbols = %r.symbols.join(","),
+        data_types = %data_types.join(","),
+        from = %r.range.from,
+        to = %r.range.to,
+        chunks = plan.requests.len(),
+        "{} {} {}: {} to {}, {} chunks",
+        r.exchange,
+        data_types.join(","),
+        r.symbols.join(","),
+        r.range.from,
+        r.range.to,
+        plan.requests.len()
+    );
 }

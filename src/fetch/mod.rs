@@ -20,9 +20,9 @@ mod spool;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing::warn;
+use tracing::info;
 
 pub use error::FetchError;
 pub use retry::RetryPolicy;
@@ -44,6 +44,56 @@ pub struct FetchStats {
     pub retries: AtomicU64,
     /// Compressed body bytes received, failed attempts included (Tardis bills them all).
     pub bytes: AtomicU64,
+    /// Bodies streaming now whose length is known (for progress).
+    pub bodies: AtomicU64,
+    /// Their `Content-Length`s, summed.
+    pub bodies_expected: AtomicU64,
+    /// What has arrived of them.
+    pub bodies_received: AtomicU64,
+}
+
+impl FetchStats {
+    /// Counts a body of `expected` bytes as streaming until the guard is dropped.
+    pub(crate) fn body(&self, expected: Option<u64>) -> BodyProgress<'_> {
+        if let Some(n) = expected {
+            self.bodies.fetch_add(1, Ordering::Relaxed);
+            self.bodies_expected.fetch_add(n, Ordering::Relaxed);
+        }
+        BodyProgress {
+            stats: self,
+            expected,
+            received: 0,
+        }
+    }
+}
+
+/// One streaming body's share of [`FetchStats`]; taken back out when dropped (done, failed or
+/// cancelled alike).
+pub(crate) struct BodyProgress<'a> {
+    stats: &'a FetchStats,
+    expected: Option<u64>,
+    received: u64,
+}
+
+impl BodyProgress<'_> {
+    /// `n` more bytes arrived.
+    pub(crate) fn add(&mut self, n: u64) {
+        self.stats.bytes.fetch_add(n, Ordering::Relaxed);
+        if self.expected.is_some() {
+            self.received += n;
+            self.stats.bodies_received.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for BodyProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.expected {
+            self.stats.bodies.fetch_sub(1, Ordering::Relaxed);
+            self.stats.bodies_expected.fetch_sub(n, Ordering::Relaxed);
+            self.stats.bodies_received.fetch_sub(self.received, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Limits and settings of the fetcher.
@@ -151,9 +201,14 @@ impl Fetcher {
                 if let Some(ra) = err.retry_after() {
                     self.admission.pause_for(ra);
                 }
-                warn!(
-                    "{key}: attempt {n} failed: {}; retrying in {:.1} s",
-                    crate::error::chain(err),
+                let reason = crate::error::chain(err);
+                info!(
+                    event = "retry",
+                    chunk = %key,
+                    attempt = n,
+                    reason = %reason,
+                    delay_seconds = delay.as_secs_f64(),
+                    "{key}: attempt {n} failed: {reason}; retrying in {:.1} s",
                     delay.as_secs_f64()
                 );
             },

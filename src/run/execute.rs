@@ -1,13 +1,17 @@
 //! The run loop: resolve every chunk of the plan through the tiers (a bounded number at once),
 //! tally where each came from, then write the output of every data type whose chunks are all
-//! present.
+//! present. A cancelled run stops starting chunks, drops those in flight and hands back what
+//! it resolved, so that its summary tells the truth.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
+use indicatif::HumanBytes;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use super::plan::Plan;
 use super::report::Reporter;
@@ -22,13 +26,15 @@ use crate::tardis::redact_url;
 /// Each chunk's outcome.
 pub(crate) type Results = HashMap<ChunkKey, Result<Resolved, Arc<ResolveError>>>;
 
-/// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at once.
+/// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at
+/// once, until done or `cancel`led.
 pub(crate) async fn resolve_all(
     tiered: &Arc<Tiered>,
     fetcher: Option<&Fetcher>,
     plan: &Plan,
     concurrency: usize,
     reporter: &dyn Reporter,
+    cancel: &CancellationToken,
 ) -> Results {
     if let Some(f) = fetcher {
         f.set_probes(plan.probes().cloned());
@@ -41,16 +47,26 @@ pub(crate) async fn resolve_all(
     let mut results = Results::new();
     loop {
         while running.len() < width
+            && !cancel.is_cancelled()
             && let Some(key) = jobs.pop()
         {
             let tiered = tiered.clone();
             running.spawn(async move {
+                let started = Instant::now();
                 let r = tiered.resolve(&key).await;
-                (key, r)
+                (key, r, started.elapsed().as_secs_f64())
             });
         }
-        let Some(done) = running.join_next().await else { break };
-        let (key, result) = match done {
+        let done = tokio::select! {
+            done = running.join_next() => done,
+            () = cancel.cancelled() => {
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                break;
+            }
+        };
+        let Some(done) = done else { break };
+        let (key, result, seconds) = match done {
             Ok(v) => v,
             Err(e) => {
                 warn!("a chunk task failed: {e}");
@@ -61,12 +77,36 @@ pub(crate) async fn resolve_all(
             f.resolved(&key);
         }
         match &result {
-            Ok(r) => reporter.chunk_done(&key, r.source, r.downloaded),
+            Ok(r) => {
+                log_chunk(&key, r, seconds);
+                reporter.chunk_done(&key, r.source, r.downloaded);
+            }
             Err(e) => reporter.chunk_failed(&key, &crate::error::chain(e.as_ref())),
         }
         results.insert(key, result);
     }
     results
+}
+
+/// The `-v` line of a resolved chunk: key, tier, bytes, rows, seconds.
+fn log_chunk(key: &ChunkKey, r: &Resolved, seconds: f64) {
+    let bytes = if r.source == Tier::Tardis {
+        r.downloaded
+    } else {
+        r.chunk.meta.file_bytes
+    };
+    let rows = r.chunk.meta.rows;
+    info!(
+        event = "chunk",
+        chunk = %key,
+        tier = r.source.as_str(),
+        bytes,
+        rows,
+        seconds,
+        "{key}: {}, {}, {rows} rows, {seconds:.2} s",
+        r.source,
+        HumanBytes(bytes)
+    );
 }
 
 /// What the chunks of a run amount to.
@@ -112,7 +152,7 @@ pub(crate) fn tally(plan: &Plan, results: &Results) -> Tally {
                     error: crate::error::chain(e.as_ref()),
                 });
             }
-            None => t.counts.failed += 1,
+            None => t.counts.pending += 1,
         }
     }
     t
@@ -142,9 +182,24 @@ pub(crate) async fn write_outputs(
             });
             continue;
         };
+        let started = Instant::now();
         match write_output(settings, *data_type, chunks, reporter, cancel).await {
             Ok(o) => {
-                debug!("{}: {:?}", o.path.display(), o.status);
+                let seconds = started.elapsed().as_secs_f64();
+                info!(
+                    event = "output",
+                    data_type = %data_type,
+                    path = %o.path.display(),
+                    rows = o.rows,
+                    bytes = o.bytes,
+                    status = ?o.status,
+                    seconds,
+                    "{}: {:?}, {} rows, {}, {seconds:.2} s",
+                    o.path.display(),
+                    o.status,
+                    o.rows,
+                    HumanBytes(o.bytes)
+                );
                 outputs.push(o);
             }
             Err(e) => skipped.push(Failure {
@@ -154,6 +209,20 @@ pub(crate) async fn write_outputs(
         }
     }
     (outputs, skipped)
+}
+
+/// Where the output of `data_type` goes: the file, or the partitioned dataset's root.
+pub(crate) fn output_target(settings: &DownloadSettings, data_type: DataType) -> PathBuf {
+    let request = &settings.request;
+    let (from_label, to_label) = (TimeRange::label(request.range.from), TimeRange::label(request.range.to));
+    match &settings.output {
+        OutputSpec::File(p) => p.clone(),
+        OutputSpec::Dir(d) => d.join(format!(
+            "{}_{}_{from_label}_{to_label}.parquet",
+            request.exchange, data_type
+        )),
+        OutputSpec::Partitioned(d) => d.clone(),
+    }
 }
 
 /// Writes one data type's output on a blocking thread.
@@ -181,14 +250,7 @@ async fn write_output(
         range: (!range.is_whole_days()).then(|| range.micros()),
         range_label: format!("{from_label}/{to_label}"),
     };
-    let target = match &settings.output {
-        OutputSpec::File(p) => p.clone(),
-        OutputSpec::Dir(d) => d.join(format!(
-            "{}_{}_{from_label}_{to_label}.parquet",
-            request.exchange, data_type
-        )),
-        OutputSpec::Partitioned(d) => d.clone(),
-    };
+    let target = output_target(settings, data_type);
     reporter.writing(&target.display().to_string());
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
     let cancel = cancel.clone();

@@ -27,6 +27,8 @@ pub struct ChunkCounts {
     pub tardis: u64,
     /// Failed for good.
     pub failed: u64,
+    /// Not resolved because the run was interrupted.
+    pub pending: u64,
     /// Fetched days Tardis had not finished exporting (used, not cached as complete).
     pub incomplete: u64,
 }
@@ -60,9 +62,15 @@ pub struct Uploads {
     pub failed: u64,
 }
 
+/// The version of the JSON documents on stdout (`--json`): raised when a field changes meaning
+/// or goes away; new fields may appear without it.
+pub const JSON_SCHEMA: u32 = 1;
+
 /// The outcome of `tickvault download`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
     /// How the run ended.
     pub status: RunStatus,
     /// The process's exit code (from `status`).
@@ -103,6 +111,7 @@ impl Summary {
     /// An empty summary of `request`, to be filled by the run and closed by [`Self::end`].
     pub fn begin(request: &Request) -> Self {
         Self {
+            schema: JSON_SCHEMA,
             status: RunStatus::Ok,
             exit_code: 0,
             exchange: request.exchange.clone(),
@@ -144,8 +153,24 @@ impl Summary {
 
     /// A few lines for a person.
     pub fn render(&self) -> String {
-        let mut s = self.traffic_line();
+        let mut s = format!(
+            "{} {} {}, {} to {}\n",
+            self.exchange,
+            self.data_types.join(","),
+            self.symbols.join(","),
+            self.from,
+            self.to
+        );
+        s.push_str(&self.traffic_line());
         let c = &self.chunks;
+        if self.tardis.retries > 0 {
+            let _ = writeln!(
+                s,
+                "{} request(s) retried after transient errors{}",
+                self.tardis.retries,
+                if c.failed == 0 { "; every chunk succeeded" } else { "" }
+            );
+        }
         if c.incomplete > 0 {
             let _ = writeln!(
                 s,
@@ -185,7 +210,13 @@ impl Summary {
                 let _ = writeln!(s, "{}", failure_line(c.failed, c.total));
             }
             RunStatus::Interrupted => {
-                let _ = writeln!(s, "interrupted: no output written; completed chunks are cached");
+                let _ = writeln!(
+                    s,
+                    "interrupted: {} of {} chunks done, {} not started or cut short; no output written; completed chunks are cached",
+                    c.total.saturating_sub(c.pending + c.failed),
+                    c.total,
+                    c.pending
+                );
             }
         }
         s
@@ -212,6 +243,23 @@ impl Summary {
         );
         s
     }
+}
+
+/// The JSON document of a failure that ended a command before or outside a summary (a usage
+/// error, a run that could not start): `schema`, `status`, `exit_code`, `error`.
+pub fn error_json(code: ExitCode, error: &str) -> String {
+    let status = match code {
+        ExitCode::Usage => "usage_error",
+        ExitCode::Interrupted => "interrupted",
+        ExitCode::Success | ExitCode::Failure => "error",
+    };
+    serde_json::json!({
+        "schema": JSON_SCHEMA,
+        "status": status,
+        "exit_code": code.code(),
+        "error": error,
+    })
+    .to_string()
 }
 
 /// The last line of a failed run: what a re-run will have to do.
@@ -242,6 +290,17 @@ mod tests {
             failure_line(0, 4),
             "error: no chunk failed, but outputs were not written (see above); a re-run writes them"
         );
+    }
+
+    #[test]
+    fn errors_are_json_documents_too() {
+        let v: serde_json::Value = serde_json::from_str(&error_json(ExitCode::Usage, "bad \"x\"")).unwrap();
+        assert_eq!(v["schema"], JSON_SCHEMA);
+        assert_eq!(
+            (v["status"].as_str(), v["exit_code"].as_u64()),
+            (Some("usage_error"), Some(2))
+        );
+        assert_eq!(v["error"], "bad \"x\"");
     }
 
     #[test]

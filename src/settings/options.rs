@@ -27,12 +27,22 @@ options! {
     exchange: String { short: Some('e'), value_name: "ID", heading: FETCH }
     /// Comma-separated symbols; grouped symbols (PERPETUALS, SPOT, FUTURES, OPTIONS) allowed.
     symbols: Vec<String> { short: Some('s'), value_name: "LIST", heading: FETCH }
-    /// Comma-separated data types, any of the nine Tardis dataset types.
+    /// Comma-separated data types: trades, incremental_book_L2, book_snapshot_25,
+    /// book_snapshot_5, quotes, book_ticker, derivative_ticker, liquidations, options_chain.
     data_types: Vec<String> { short: Some('t'), value_name: "LIST", heading: FETCH, default: Some("trades") }
-    /// Start, YYYY-MM-DD (UTC) or RFC 3339.
+    /// Start (UTC): YYYY-MM-DD, RFC 3339, or relative: today, yesterday, today-7d, -7d (= today-7d),
+    /// now-6h.
     from: String { value_name: "DATE", heading: FETCH }
-    /// End, exclusive [default: from + 1 day].
+    /// End, exclusive, in the same grammar as --from [default: from + 1 day].
     to: String { value_name: "DATE", heading: FETCH }
+    /// Run the [jobs.NAME] table of the config file; flags and environment variables override it.
+    job: String { value_name: "NAME", heading: FETCH, scope: Scope::GLOBAL, in_file: false }
+    /// Print the plan (each chunk, the tier expected to serve it, whether its day is exported,
+    /// the outputs) and exit; no dataset request, nothing written.
+    dry_run: bool { heading: FETCH, default: Some("false") }
+    /// The instant relative dates count from, RFC 3339 [default: the clock]; replays a nightly
+    /// job as of another day.
+    now: String { value_name: "TIME", heading: FETCH, in_file: false }
 
     /// A directory (one merged file per data type) or a FILE.parquet (one data type).
     output: PathBuf { short: Some('o'), value_name: "PATH", heading: WRITE, default: Some("./datasets") }
@@ -77,15 +87,23 @@ options! {
     /// Silence while reading a body before the attempt fails.
     read_timeout: Duration { value_name: "DURATION", heading: NETWORK, default: Some("120s") }
 
-    /// Print a machine-readable summary on stdout (nothing else goes to stdout).
+    /// Print a machine-readable summary on stdout (nothing else goes to stdout), failures included.
     json: bool { heading: TOOL, scope: BOTH, default: Some("false") }
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    /// More log output on stderr: -v one line per chunk and output and every retry, -vv debug,
+    /// -vvv trace; RUST_LOG overrides it.
     verbose: Count { short: Some('v'), heading: TOOL, scope: Scope::GLOBAL, default: Some("0") }
     /// Only errors on stderr.
     quiet: bool { short: Some('q'), heading: TOOL, scope: Scope::GLOBAL, default: Some("false") }
-    /// Draw a progress bar (only ever when stderr is a terminal).
-    progress: bool { heading: TOOL, scope: Scope::GLOBAL, default: Some("true") }
-    /// TOML config file (see config/default.toml).
+    /// Logs on stderr as text, or json (one object per line: time, level, event, chunk, tier, ...).
+    log_format: String { value_name: "FORMAT", heading: TOOL, scope: Scope::GLOBAL, default: Some("text") }
+    /// Colour in logs: auto (only when stderr is a terminal and NO_COLOR is unset), always, never.
+    color: String { value_name: "WHEN", heading: TOOL, scope: Scope::GLOBAL, default: Some("auto"), no: Some("never") }
+    /// auto (a bar when stderr is a terminal), plain (a line every --progress-interval, for CI
+    /// logs), never.
+    progress: String { value_name: "MODE", heading: TOOL, scope: Scope::GLOBAL, default: Some("auto"), no: Some("never") }
+    /// How often --progress plain prints a line.
+    progress_interval: Duration { value_name: "DURATION", heading: TOOL, scope: Scope::GLOBAL, default: Some("10s") }
+    /// TOML config file [default: the platform config dir + /tickvault/config.toml, if it exists].
     config: PathBuf { value_name: "FILE", heading: TOOL, scope: Scope::GLOBAL, in_file: false }
 
     /// Keep the local cache at most this big, e.g. 50GiB.
@@ -93,6 +111,9 @@ options! {
     /// Remove entries not used for this long, e.g. 30d, 12h.
     prune_older_than: Duration { flag: Some("older-than"), value_name: "AGE", heading: PRUNE, scope: Scope::PRUNE }
 }
+
+/// Every option of every command (`tickvault config` shows them all).
+pub(crate) const ALL: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::PRUNE);
 
 /// The options a command takes.
 pub(crate) fn for_scope(scope: Scope) -> impl Iterator<Item = &'static Spec> {
@@ -123,6 +144,14 @@ mod tests {
                 s.name
             );
             assert!(!s.help_text().is_empty(), "{} has help", s.name);
+        }
+    }
+
+    #[test]
+    fn the_help_lists_every_data_type() {
+        let help = spec("data_types").unwrap().help_text();
+        for t in crate::model::DataType::ALL {
+            assert!(help.contains(&format!(" {t}")), "{t} missing from: {help}");
         }
     }
 
