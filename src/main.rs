@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use tickvault::commands::{self, Outcome, failure, parse_failure};
 use tickvault::run::exit::ExitCode;
-use tickvault::run::logging::{self, LogStyle};
+use tickvault::run::logging::{self, LogStyle, stderr_text};
 use tickvault::run::progress::{Display, Progress};
 use tickvault::settings::ToolSettings;
 use tickvault::settings::cli::{color_arg, parse, wants_json};
+use tracing::Level;
 
 /// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
 /// large buffers across threads, and glibc's per-thread arenas keep a varying share of them,
@@ -25,12 +26,12 @@ fn main() -> std::process::ExitCode {
         Ok(i) => i,
         Err(e) => {
             let color = clap_color(color_arg(&args).as_deref());
-            return print(parse_failure(e, wants_json(&args), color), false);
+            return print(parse_failure(e, wants_json(&args), color), false, None);
         }
     };
     let tool = match ToolSettings::resolve(&invocation.options) {
         Ok(t) => t,
-        Err(e) => return print(failure(&e.0, ExitCode::Usage, wants_json(&args)), false),
+        Err(e) => return print(failure(&e.0, ExitCode::Usage, wants_json(&args)), false, None),
     };
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let progress = Arc::new(Progress::new(Display::decide(
@@ -38,13 +39,14 @@ fn main() -> std::process::ExitCode {
         tool.log_format,
         stderr_is_terminal,
     )));
-    logging::init(&tool, LogStyle::for_process(&tool), progress.log_writer());
+    let style = LogStyle::for_process(&tool);
+    logging::init(&tool, style, progress.log_writer());
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             let message = format!("cannot start the async runtime: {e}");
-            return print(failure(&message, ExitCode::Failure, tool.json), tool.quiet);
+            return print(failure(&message, ExitCode::Failure, tool.json), tool.quiet, Some(style));
         }
     };
     let result = runtime.block_on(commands::run(&invocation, progress));
@@ -54,12 +56,18 @@ fn main() -> std::process::ExitCode {
         let code = e.exit_code();
         failure(&format!("{:#}", anyhow::Error::from(e)), code, tool.json)
     });
-    print(outcome, tool.quiet)
+    print(outcome, tool.quiet, Some(style))
 }
 
-/// Prints an outcome (stderr only on failure when `quiet`) and returns its exit code.
-fn print(outcome: Outcome, quiet: bool) -> std::process::ExitCode {
+/// Prints an outcome (stderr only on failure when `quiet`; as a JSON line when logs are JSON)
+/// and returns its exit code.
+fn print(outcome: Outcome, quiet: bool, style: Option<LogStyle>) -> std::process::ExitCode {
     if let Some(text) = outcome.stderr.filter(|_| !quiet || outcome.code != ExitCode::Success) {
+        let text = match style {
+            Some(style) if outcome.code == ExitCode::Success => stderr_text(style, Level::INFO, "summary", &text),
+            Some(style) => stderr_text(style, Level::ERROR, "summary", &text),
+            None => text,
+        };
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
     if let Some(text) = outcome.stdout {

@@ -101,6 +101,20 @@ where
     }
 }
 
+/// Text for stderr in `style`: unchanged for text logs; with JSON logs, one JSON line (`event`
+/// at `level`, the text as `message`), so that stderr stays one JSON object per line.
+pub fn stderr_text(style: LogStyle, level: Level, event: &str, text: &str) -> String {
+    match style.format {
+        LogFormat::Text => text.to_string(),
+        LogFormat::Json => {
+            let mut fields = Map::new();
+            fields.insert("event".into(), event.into());
+            fields.insert("message".into(), text.trim_end().into());
+            render(style, level, &now(), fields) + "\n"
+        }
+    }
+}
+
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }

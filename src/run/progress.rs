@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::report::Reporter;
 use crate::cache::Tier;
@@ -129,14 +129,15 @@ impl Snapshot {
         parts.join(", ")
     }
 
-    /// The bar's message: chunks, bytes, rate, ETA, tiers.
+    /// The bar's message: chunks, bytes from Tardis, rate, ETA, tiers (short enough for an
+    /// 80-column terminal).
     pub fn bar_text(&self, rate: f64) -> String {
         let mut s = format!(
-            "{}/{} chunks · {} from Tardis · {}/s",
+            "{}/{} chunks · {} · {}/s",
             self.done(),
             self.total,
-            HumanBytes(self.bytes),
-            HumanBytes(rate as u64)
+            bytes_text(self.bytes),
+            bytes_text(rate as u64)
         );
         if let Some(eta) = self.eta() {
             s.push_str(&format!(" · ETA {}", HumanDuration(eta)));
@@ -150,7 +151,21 @@ impl Snapshot {
 
     /// A `--progress plain` line.
     pub fn plain_text(&self, rate: f64) -> String {
-        format!("progress: {}", self.bar_text(rate))
+        let mut s = format!(
+            "progress: {}/{} chunks, {} from Tardis at {}/s",
+            self.done(),
+            self.total,
+            bytes_text(self.bytes),
+            bytes_text(rate as u64)
+        );
+        if let Some(eta) = self.eta() {
+            s.push_str(&format!(", ETA {}", HumanDuration(eta)));
+        }
+        let tiers = self.tiers_text();
+        if !tiers.is_empty() {
+            s.push_str(&format!("; {tiers}"));
+        }
+        s
     }
 
     /// A `--progress plain` line when logs are JSON.
@@ -171,6 +186,22 @@ impl Snapshot {
             "eta_seconds": self.eta().map(|d| d.as_secs()),
         })
         .to_string()
+    }
+}
+
+/// `129.1 KiB`: binary units, one decimal.
+pub fn bytes_text(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
     }
 }
 
@@ -246,7 +277,7 @@ impl Progress {
         let multi = MultiProgress::with_draw_target(target);
         let bar = multi.add(ProgressBar::new(0));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:25} {wide_msg}")
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {bar:20} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Self {

@@ -90,7 +90,8 @@ pub enum ParseError {
 }
 
 fn with_options(cmd: Command, scope: Scope, global: bool) -> Command {
-    cmd.args(
+    // The last of a repeated flag wins (a wrapper script's defaults, then the user's "$@").
+    cmd.args_override_self(true).args(
         for_scope(scope)
             .filter(|s| global || !s.scope.has(Scope::GLOBAL))
             .flat_map(|s| clap_args(s).into_iter().map(move |a| a.global(global))),

@@ -30,6 +30,8 @@ pub(crate) fn clap_args(s: &Spec) -> Vec<Arg> {
     }
     match s.kind {
         Kind::Value | Kind::List => {
+            // Relative dates start with a minus: `--from -7d`.
+            arg = arg.allow_hyphen_values(s.value_name == "DATE");
             arg = arg.value_name(s.value_name).action(if s.kind == Kind::List {
                 ArgAction::Append
             } else {

@@ -5,7 +5,11 @@ mod cache_cmd; // cache stats/verify/prune, two processes sharing a cache direct
 mod cli; // the command-line contract: bad input, --json, config files
 mod download; // the core pipeline: exact values, merging, warm runs, cache repair, layouts
 mod faults; // Tardis's answers: auth, status codes, retries, broken bodies
+mod options; // every option by flag, env and file, from the one option list
+mod progress; // the bar in a pseudo-terminal moves while a body streams
+mod readme; // README's crontab line and CI step, run as written
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
 mod support;
 mod tiers; // one conformance suite for every tier; coalescing and back-fill
+mod unattended; // jobs, config discovery, relative dates, logs, --dry-run, JSON failures, completions
