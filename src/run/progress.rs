@@ -310,36 +310,37 @@ impl Progress {
         let (state, bar, multi, display) = (self.state.clone(), self.bar.clone(), self.multi.clone(), self.display);
         let spawned = std::thread::Builder::new().name("progress".into()).spawn(move || {
             let mut rate = Rate::default();
-            loop {
-                match stopped.recv_timeout(every) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-                let s = state.snapshot();
-                let r = rate.add(s.elapsed, s.bytes);
-                match display {
-                    Display::Bar => {
-                        bar.set_position((s.fraction() * (s.total * STEPS) as f64) as u64);
-                        bar.set_message(s.bar_text(r));
-                    }
-                    Display::Plain { json, .. } => {
-                        let line = if json {
-                            let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-                            s.json_text(r, &time)
-                        } else {
-                            s.plain_text(r)
-                        };
-                        multi.suspend(|| {
-                            let _ = writeln!(io::stderr().lock(), "{line}");
-                        });
-                    }
-                    Display::Off => {}
-                }
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                tick(&state, &mut rate, display, &bar, &multi);
             }
         });
         if let Ok(handle) = spawned {
             *self.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, handle));
         }
+    }
+}
+
+/// One tick: read the counters, then move the bar or print a plain line.
+fn tick(state: &State, rate: &mut Rate, display: Display, bar: &ProgressBar, multi: &MultiProgress) {
+    let s = state.snapshot();
+    let r = rate.add(s.elapsed, s.bytes);
+    match display {
+        Display::Bar => {
+            bar.set_position((s.fraction() * (s.total * STEPS) as f64) as u64);
+            bar.set_message(s.bar_text(r));
+        }
+        Display::Plain { json, .. } => {
+            let line = if json {
+                let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                s.json_text(r, &time)
+            } else {
+                s.plain_text(r)
+            };
+            multi.suspend(|| {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            });
+        }
+        Display::Off => {}
     }
 }
 

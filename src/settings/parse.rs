@@ -35,7 +35,7 @@ pub(crate) fn show_duration(d: Duration) -> String {
 /// A size in the grammar [`size`] reads, in the largest binary unit that divides it.
 pub(crate) fn show_size(bytes: u64) -> String {
     for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -511,7 +511,8 @@ async fn dry_run_shows_the_plan_with_zero_dataset_requests_and_writes_nothing() 
 async fn every_failure_under_json_prints_a_json_document_on_stdout() {
     let env = Env::new().await;
     let bad_config = write(&env.dir.path().join("bad.toml"), "concurency = 1\n");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["download", "--json", "--symbol", "X"],
             vec![],
