@@ -120,9 +120,10 @@ pub fn parse_failure(e: ParseError, json: bool, color: bool) -> Outcome {
         rendered.to_string()
     };
     if !e.use_stderr() {
+        // --help and --version go to stdout, which may be a pipe: no escape codes.
         return Outcome {
             code: ExitCode::Success,
-            stdout: Some(text),
+            stdout: Some(rendered.to_string()),
             stderr: None,
         };
     }

@@ -451,8 +451,16 @@ mod tests {
         assert_eq!(s.eta(), Some(Duration::from_secs(30)));
         let text = s.bar_text(1024.0 * 1024.0);
         assert!(
-            text.starts_with("0/2 chunks · 3.00 MiB from Tardis · 1.00 MiB/s · ETA 30 seconds"),
+            text.starts_with("0/2 chunks · 3.0 MiB · 1.0 MiB/s · ETA 30 seconds"),
             "{text}"
+        );
+        assert_eq!(
+            s.plain_text(2048.0),
+            "progress: 0/2 chunks, 3.0 MiB from Tardis at 2.0 KiB/s, ETA 30 seconds"
+        );
+        assert_eq!(
+            (bytes_text(999), bytes_text(132_170)),
+            ("999 B".into(), "129.1 KiB".into())
         );
         assert_eq!(snap(0, 2, (0, 0, 0), 10).eta(), None, "no pace yet");
         assert_eq!(snap(2, 2, (0, 0, 0), 10).eta(), None, "done");
