@@ -10,6 +10,9 @@ use super::layers::{clap_args, defaults, from_file, from_matches};
 use super::options::{Options, for_scope};
 use super::spec::Scope;
 
+/// The id of the positional argument of `tickvault exchanges`.
+const EXCHANGE_ID: &str = "exchange_id";
+
 /// Which command was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
@@ -21,6 +24,8 @@ pub enum CommandKind {
     CacheVerify,
     /// `tickvault cache prune`.
     CachePrune,
+    /// `tickvault exchanges [ID]`.
+    Exchanges,
 }
 
 /// A parsed command line: the command and every option, layered.
@@ -67,6 +72,17 @@ pub fn command() -> Command {
             Scope::DOWNLOAD,
             false,
         ))
+        .subcommand(with_options(
+            Command::new("exchanges")
+                .about("What Tardis has: exchanges (ids, names, data types, dates), or one exchange's symbols.")
+                .arg(
+                    clap::Arg::new(EXCHANGE_ID)
+                        .value_name("ID")
+                        .help("An exchange id: list its symbols with their data types and dates"),
+                ),
+            Scope::EXCHANGES,
+            false,
+        ))
         .subcommand(
             Command::new("cache")
                 .about("Inspect and maintain the cache.")
@@ -104,10 +120,12 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Res
         Some(path) => from_file(path)?,
         None => Options::default(),
     };
-    Ok(Invocation {
-        command,
-        options: given.or(file).or(defaults()),
-    })
+    let mut options = given.or(file).or(defaults());
+    if command == CommandKind::Exchanges {
+        // The positional ID, never a download job's `exchange` from the config file.
+        options.exchange = leaf.get_one::<String>(EXCHANGE_ID).cloned();
+    }
+    Ok(Invocation { command, options })
 }
 
 /// The subcommand's matches, which command it is and the options it takes.
@@ -119,6 +137,7 @@ fn leaf(m: &ArgMatches) -> (CommandKind, &ArgMatches, Scope) {
             Some((_, l)) => (CommandKind::CacheStats, l, Scope::CACHE),
             None => (CommandKind::CacheStats, c, Scope::CACHE),
         },
+        Some(("exchanges", l)) => (CommandKind::Exchanges, l, Scope::EXCHANGES),
         Some((_, l)) => (CommandKind::Download, l, Scope::DOWNLOAD),
         None => (CommandKind::Download, m, Scope::DOWNLOAD),
     }
