@@ -256,6 +256,9 @@ impl Summary {
         if c.failed > 0 {
             let _ = write!(s, ", {} failed", c.failed);
         }
+        if c.withheld > 0 {
+            let _ = write!(s, ", {} withheld (not yet published)", c.withheld);
+        }
         let _ = writeln!(
             s,
             "; {} rows; {} fetched from Tardis in {} requests, {} from caches; {:.1} s",

@@ -67,7 +67,8 @@ options! {
     remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: BOTH, default: Some("60s") }
     /// Size of the in-memory cache.
     memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: BOTH, default: Some("128MiB") }
-    /// Never contact Tardis; fail naming the chunks no cache tier holds.
+    /// Never contact Tardis: use the cache tiers and the cached metadata; fail naming what they
+    /// lack.
     offline: bool { heading: CACHE, scope: DL_EXCH, default: Some("false") }
     /// Fetch every chunk from Tardis again and overwrite the cache tiers.
     refresh: bool { heading: CACHE, default: Some("false") }
