@@ -89,12 +89,12 @@ async fn validated(
     };
     match check_request(request, &details.value) {
         Ok(()) => Ok(details),
-        Err(e) if details.cached && !meta.offline() => {
+        Err(_) if details.cached && !meta.offline() => {
             let fresh = meta
                 .exchange(&request.exchange, Freshness::Now)
                 .await
                 .map_err(PreflightError::Metadata)?;
-            check_request(request, &fresh.value).map_err(|_| PreflightError::Invalid(e))?;
+            check_request(request, &fresh.value)?;
             Ok(fresh)
         }
         Err(e) => Err(e.into()),

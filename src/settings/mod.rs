@@ -114,6 +114,11 @@ impl DownloadSettings {
             return Err(usage("--offline and --refresh contradict each other"));
         }
         let wait = o.wait.filter(|w| !w.is_zero());
+        if !defaulted(&o.validate) && wait.is_some() {
+            return Err(usage(
+                "--no-validate and --wait contradict each other: waiting for exports needs Tardis's metadata API",
+            ));
+        }
         if defaulted(&o.offline) && wait.is_some() {
             return Err(usage(
                 "--offline and --wait contradict each other: waiting for exports needs Tardis's metadata API",
