@@ -4,12 +4,14 @@
 mod cache;
 mod config;
 mod download;
+mod exchanges;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 pub use download::DownloadError;
+pub use exchanges::ExchangesError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
@@ -17,7 +19,7 @@ use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
-use crate::settings::{CacheSettings, DownloadSettings, PruneSettings, UsageError};
+use crate::settings::{CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, UsageError};
 
 /// What to print and how to exit.
 #[derive(Debug, Clone)]
@@ -42,6 +44,9 @@ pub enum Error {
     /// The cache could not be read or maintained.
     #[error(transparent)]
     Cache(#[from] StoreError),
+    /// `tickvault exchanges` failed.
+    #[error(transparent)]
+    Exchanges(#[from] ExchangesError),
 }
 
 impl Error {
@@ -49,6 +54,8 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) => ExitCode::Usage,
+            Error::Download(e) if e.is_usage() => ExitCode::Usage,
+            Error::Exchanges(e) if e.is_usage() => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }
@@ -82,6 +89,10 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
         CommandKind::CacheVerify => {
             let r = cache::verify(&CacheSettings::resolve(o)?).await?;
             (r.render(), json.then(|| to_json(&r)))
+        }
+        CommandKind::Exchanges => {
+            let text = exchanges::run(&ExchangesSettings::resolve(o)?).await?;
+            (text, None)
         }
         CommandKind::CachePrune => {
             let r = cache::prune(&CacheSettings::resolve(o)?, PruneSettings::resolve(o)?).await?;

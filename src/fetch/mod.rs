@@ -26,6 +26,7 @@ use tracing::info;
 
 pub use error::FetchError;
 pub use retry::RetryPolicy;
+pub(crate) use retry::retry;
 
 use self::admission::Admission;
 use self::exported::ExportedUntil;
@@ -109,6 +110,9 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
+    /// `datasets.exportedUntil` of the exchange, when known: later days are fetched but
+    /// marked incomplete.
+    pub exported_until: Option<jiff::Timestamp>,
 }
 
 /// The outcome of a successful fetch: the chunk file written at the requested path.
@@ -149,7 +153,7 @@ impl Fetcher {
     /// The decoding threads cannot be started.
     pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> std::io::Result<Self> {
         Ok(Self {
-            exported: ExportedUntil::new(client.clone()),
+            exported: ExportedUntil(config.exported_until),
             client,
             admission: Admission::new(config.concurrency, config.rate_limit),
             probes: Probes::default(),
@@ -180,6 +184,15 @@ impl Fetcher {
         let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
     }
 
+    /// Waits until `key` may be fetched: a chunk that is not a probe waits for the probes to be
+    /// answered. Call it before taking the chunk's cross-process lock, so that no process
+    /// holds a chunk while waiting for a probe that another process holds.
+    pub async fn wait_turn(&self, key: &ChunkKey) {
+        if !self.probes.is_pending(key) {
+            self.probes.wait().await;
+        }
+    }
+
     /// Fetches `key` and writes its chunk file into the staged file `dest`. The chunk is
     /// marked complete when Tardis has finished exporting its day.
     ///
@@ -190,10 +203,8 @@ impl Fetcher {
             self.probes.arrive(key);
             return Err(FetchError::KeyRequired { chunk: key.to_string() });
         }
-        if !self.probes.is_pending(key) {
-            self.probes.wait().await;
-        }
-        let complete = self.exported.is_exported(key).await;
+        self.wait_turn(key).await;
+        let complete = self.exported.is_exported(key);
         let result = retry::retry(
             &self.retry,
             |n| self.attempt(key, dest, complete, n),

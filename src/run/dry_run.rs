@@ -17,6 +17,7 @@ use super::summary::JSON_SCHEMA;
 use crate::cache::chunk_file::read_meta;
 use crate::cache::{LocalStore, RemoteStore};
 use crate::commands::DownloadError;
+use crate::metadata::{Freshness, Metadata};
 use crate::model::{ChunkKey, day_start};
 use crate::settings::DownloadSettings;
 use crate::tardis::{ClientConfig, TardisClient};
@@ -128,7 +129,7 @@ impl DryRun {
             .iter()
             .map(|t| PlannedOutput {
                 data_type: t.to_string(),
-                path: output_target(settings, *t).display().to_string(),
+                path: output_target(settings, *t).0.display().to_string(),
             })
             .collect();
         Ok(Self {
@@ -243,8 +244,13 @@ async fn exported_until(settings: &DownloadSettings) -> Option<Timestamp> {
         read_timeout: settings.read_timeout,
     })
     .ok()?;
-    match client.exported_until(&settings.request.exchange).await {
-        Ok(t) => Some(t),
+    let meta = Metadata::new(&settings.cache.cache_dir, Some(client), settings.retry).read_only();
+    match meta
+        .exchange(&settings.request.exchange, Freshness::Now)
+        .await
+        .map(|d| d.value.exported_until())
+    {
+        Ok(t) => t,
         Err(e) => {
             warn!(
                 "cannot read datasets.exportedUntil of {}: {}; completeness unknown",

@@ -31,6 +31,34 @@ pub struct ChunkCounts {
     pub pending: u64,
     /// Fetched days Tardis had not finished exporting (used, not cached as complete).
     pub incomplete: u64,
+    /// Chunks not requested because their day is not published yet (included in `total`).
+    pub withheld: u64,
+}
+
+/// What Tardis had published of the request's days.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PublicationSummary {
+    /// `datasets.exportedUntil` of the exchange (RFC 3339), when the metadata gave it.
+    pub exported_until: Option<String>,
+    /// Without metadata, days were assumed unpublished until a day after they end.
+    pub assumed: bool,
+    /// The request's days not final yet.
+    pub incomplete_days: Vec<String>,
+    /// Whether those days were withheld (the default; exit code 3) or used, marked
+    /// incomplete (`--allow-incomplete`).
+    pub withheld: bool,
+}
+
+impl PublicationSummary {
+    /// The summary of what the run knew.
+    pub fn new(p: &super::publication::Publication, withheld: bool) -> Self {
+        Self {
+            exported_until: p.exported_until.map(super::validate::iso),
+            assumed: p.assumed,
+            incomplete_days: p.incomplete.iter().map(ToString::to_string).collect(),
+            withheld: withheld && !p.incomplete.is_empty(),
+        }
+    }
 }
 
 /// Traffic to Tardis.
@@ -42,6 +70,8 @@ pub struct TardisTraffic {
     pub retries: u64,
     /// Compressed bytes received (what Tardis bills).
     pub bytes: u64,
+    /// Requests to the metadata API (validation, publication, `--wait` polls), retries included.
+    pub metadata_requests: u64,
 }
 
 /// One failed chunk or output.
@@ -97,6 +127,8 @@ pub struct Summary {
     pub bytes_from_cache: u64,
     /// Background uploads to the remote cache.
     pub uploads: Uploads,
+    /// What Tardis had published of the request's days.
+    pub publication: PublicationSummary,
     /// Outputs written or up to date.
     pub outputs: Vec<OutputResult>,
     /// Data types whose output was not written, and why.
@@ -125,6 +157,7 @@ impl Summary {
             tardis: TardisTraffic::default(),
             bytes_from_cache: 0,
             uploads: Uploads::default(),
+            publication: PublicationSummary::default(),
             outputs: Vec::new(),
             skipped_outputs: Vec::new(),
             failures: Vec::new(),
@@ -190,13 +223,22 @@ impl Summary {
                 OutputStatus::Written => "wrote",
                 OutputStatus::UpToDate => "up to date:",
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "{verb} {} ({} rows, {})",
                 o.path.display(),
                 HumanCount(o.rows),
                 HumanBytes(o.bytes)
             );
+            if o.complete {
+                let _ = writeln!(s);
+            } else {
+                let _ = writeln!(
+                    s,
+                    " INCOMPLETE: holds days Tardis had not finished exporting (until {})",
+                    o.exported_until.as_deref().unwrap_or("unknown")
+                );
+            }
         }
         for f in &self.failures {
             let _ = writeln!(s, "failed: {}", f.error);
@@ -208,6 +250,19 @@ impl Summary {
             RunStatus::Ok => {}
             RunStatus::Failed => {
                 let _ = writeln!(s, "{}", failure_line(c.failed, c.total));
+            }
+            RunStatus::NotPublished => {
+                let _ = writeln!(
+                    s,
+                    "not yet published: Tardis has not finished exporting {} of the requested days; retry later (--wait DURATION waits for them, --allow-incomplete uses them, marked)",
+                    self.publication.incomplete_days.len()
+                );
+            }
+            RunStatus::Refused => {
+                let _ = writeln!(
+                    s,
+                    "error: an output path holds another request's output; nothing was replaced (--overwrite replaces it)"
+                );
             }
             RunStatus::Interrupted => {
                 let _ = writeln!(
@@ -232,6 +287,9 @@ impl Summary {
         if c.failed > 0 {
             let _ = write!(s, ", {} failed", c.failed);
         }
+        if c.withheld > 0 {
+            let _ = write!(s, ", {} withheld (not yet published)", c.withheld);
+        }
         let _ = writeln!(
             s,
             "; {} rows; {} fetched from Tardis in {} requests, {} from caches; {:.1} s",
@@ -251,6 +309,7 @@ pub fn error_json(code: ExitCode, error: &str) -> String {
     let status = match code {
         ExitCode::Usage => "usage_error",
         ExitCode::Interrupted => "interrupted",
+        ExitCode::NotPublished => "not_published",
         ExitCode::Success | ExitCode::Failure => "error",
     };
     serde_json::json!({
@@ -314,6 +373,8 @@ mod tests {
         for (status, code) in [
             (RunStatus::Ok, 0),
             (RunStatus::Failed, 1),
+            (RunStatus::Refused, 2),
+            (RunStatus::NotPublished, 3),
             (RunStatus::Interrupted, 130),
         ] {
             let s = Summary::begin(&request).end(status, 1.0);

@@ -12,6 +12,9 @@ use super::layers::{clap_args, defaults, discover, from_matches};
 use super::options::{ALL, Options, for_scope};
 use super::spec::Scope;
 
+/// The id of the positional argument of `tickvault exchanges`.
+const EXCHANGE_ID: &str = "exchange_id";
+
 /// Which command was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandKind {
@@ -23,6 +26,8 @@ pub enum CommandKind {
     CacheVerify,
     /// `tickvault cache prune`.
     CachePrune,
+    /// `tickvault exchanges [ID]`.
+    Exchanges,
     /// `tickvault config`: every option's value and where it came from.
     Config,
     /// `tickvault completions SHELL`.
@@ -130,6 +135,17 @@ pub fn command() -> Command {
             )
             .after_help(EXAMPLES),
         )
+        .subcommand(with_options(
+            Command::new("exchanges")
+                .about("What Tardis has: exchanges (ids, names, data types, dates), or one exchange's symbols.")
+                .arg(
+                    clap::Arg::new(EXCHANGE_ID)
+                        .value_name("ID")
+                        .help("An exchange id: list its symbols with their data types and dates"),
+                ),
+            Scope::EXCHANGES,
+            false,
+        ))
         .subcommand(
             Command::new("cache")
                 .about("Inspect and maintain the cache.")
@@ -207,10 +223,14 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Res
         layers.push((Source::File, f.top.clone()));
     }
     layers.push((Source::Default, defaults()));
-    let options = layers
+    let mut options = layers
         .iter()
         .rev()
         .fold(Options::default(), |lower, (_, o)| o.clone().or(lower));
+    if command == CommandKind::Exchanges {
+        // The positional ID, never a download job's `exchange` from the config file.
+        options.exchange = leaf.get_one::<String>(EXCHANGE_ID).cloned();
+    }
     Ok(Invocation {
         command,
         options,
@@ -228,6 +248,7 @@ fn leaf(m: &ArgMatches) -> Result<(CommandKind, &ArgMatches, Scope), ParseError>
             Some((_, l)) => (CommandKind::CacheStats, l, Scope::CACHE),
             None => (CommandKind::CacheStats, c, Scope::CACHE),
         },
+        Some(("exchanges", l)) => (CommandKind::Exchanges, l, Scope::EXCHANGES),
         Some(("config", l)) => (CommandKind::Config, l, ALL),
         Some(("completions", l)) => {
             let name = l.get_one::<String>("shell").map_or("bash", String::as_str);

@@ -67,6 +67,14 @@ pub struct DownloadSettings {
     pub offline: bool,
     /// Fetch everything again.
     pub refresh: bool,
+    /// Check the request against Tardis's metadata first (`--no-validate` turns it off).
+    pub validate: bool,
+    /// Use days Tardis has not finished exporting, marked as such.
+    pub allow_incomplete: bool,
+    /// Wait up to this long for unexported days.
+    pub wait: Option<Duration>,
+    /// Replace outputs of other requests.
+    pub overwrite: bool,
     /// The Tardis API key.
     pub api_key: Option<Secret>,
     /// Base of the datasets API.
@@ -107,6 +115,17 @@ impl DownloadSettings {
         if defaulted(&o.offline) && defaulted(&o.refresh) {
             return Err(usage("--offline and --refresh contradict each other"));
         }
+        let wait = o.wait.filter(|w| !w.is_zero());
+        if !defaulted(&o.validate) && wait.is_some() {
+            return Err(usage(
+                "--no-validate and --wait contradict each other: waiting for exports needs Tardis's metadata API",
+            ));
+        }
+        if defaulted(&o.offline) && wait.is_some() {
+            return Err(usage(
+                "--offline and --wait contradict each other: waiting for exports needs Tardis's metadata API",
+            ));
+        }
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
         let concurrency = defaulted(&o.concurrency);
@@ -139,6 +158,10 @@ impl DownloadSettings {
             cache,
             offline: defaulted(&o.offline),
             refresh: defaulted(&o.refresh),
+            validate: defaulted(&o.validate),
+            allow_incomplete: defaulted(&o.allow_incomplete),
+            wait,
+            overwrite: defaulted(&o.overwrite),
             api_key: o.api_key.clone(),
             datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
             api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
@@ -271,12 +294,7 @@ impl CacheSettings {
     /// # Errors
     /// [`UsageError`] for a bad mode or URL, or no cache directory.
     pub fn resolve(o: &Options) -> Result<Self, UsageError> {
-        let cache_dir = match &o.cache_dir {
-            Some(d) => d.clone(),
-            None => dirs::cache_dir()
-                .map(|d| d.join("tickvault"))
-                .ok_or_else(|| usage("no platform cache directory: set --cache-dir or TICKVAULT_CACHE_DIR"))?,
-        };
+        let cache_dir = cache_dir(o)?;
         let mode: RemoteMode = defaulted(&o.remote_cache_mode).parse().map_err(usage)?;
         let timeout = defaulted(&o.remote_cache_timeout);
         let remote = match &o.remote_cache {
@@ -391,6 +409,75 @@ impl ToolSettings {
             progress,
             json: defaulted(&o.json),
         })
+    }
+}
+
+/// Everything `tickvault exchanges [ID]` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ExchangesSettings {
+    /// One exchange's symbols, or (`None`) the list of exchanges.
+    pub exchange: Option<String>,
+    /// Only the symbols matching this pattern.
+    pub symbol_pattern: Option<String>,
+    /// Where the metadata is cached.
+    pub cache_dir: PathBuf,
+    /// Read the cached metadata only.
+    pub offline: bool,
+    /// Base of the metadata API.
+    pub api_url: Url,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+    /// Limit on connecting.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading an answer.
+    pub read_timeout: Duration,
+    /// JSON on stdout instead of tables.
+    pub json: bool,
+}
+
+impl ExchangesSettings {
+    /// Validates the options of `tickvault exchanges`.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the value at fault.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        if let Some(id) = &o.exchange
+            && !valid_exchange(id)
+        {
+            return Err(usage(format!(
+                "invalid exchange id '{id}': expected a Tardis exchange id such as binance-futures or deribit"
+            )));
+        }
+        if o.exchange.is_none() && o.exchanges_symbol.is_some() {
+            return Err(usage(
+                "--symbol filters the symbols of one exchange: give its id (tickvault exchanges ID --symbol PATTERN)",
+            ));
+        }
+        Ok(Self {
+            exchange: o.exchange.clone(),
+            symbol_pattern: o.exchanges_symbol.clone(),
+            cache_dir: cache_dir(o)?,
+            offline: defaulted(&o.offline),
+            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
+            retry: RetryPolicy {
+                max_retries: defaulted(&o.max_retries),
+                initial_backoff: defaulted(&o.retry_initial_backoff),
+                max_backoff: defaulted(&o.retry_max_backoff),
+            },
+            connect_timeout: defaulted(&o.connect_timeout),
+            read_timeout: defaulted(&o.read_timeout),
+            json: defaulted(&o.json),
+        })
+    }
+}
+
+/// `--cache-dir`, or the platform cache dir + `/tickvault`.
+fn cache_dir(o: &Options) -> Result<PathBuf, UsageError> {
+    match &o.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => dirs::cache_dir()
+            .map(|d| d.join("tickvault"))
+            .ok_or_else(|| usage("no platform cache directory: set --cache-dir or TICKVAULT_CACHE_DIR")),
     }
 }
 

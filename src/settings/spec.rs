@@ -20,6 +20,10 @@ impl Scope {
     pub const PRUNE: Scope = Scope(4);
     /// Every command (logging, the config file).
     pub const GLOBAL: Scope = Scope(8);
+    /// `tickvault exchanges`.
+    pub const EXCHANGES: Scope = Scope(16);
+    /// Every command (what `tickvault config` shows).
+    pub const ANY: Scope = Scope(u8::MAX);
     /// `download` and the `cache` commands.
     pub const DOWNLOAD_AND_CACHE: Scope = Scope(1 | 2);
 

@@ -197,6 +197,22 @@ async fn clap_usage_errors_also_exit_2() {
     env.download(&["--offline", "--refresh", "-e", "x", "-s", "X", "--from", "2024-01-01"])
         .await
         .code(2);
+    for contradiction in ["--offline", "--no-validate"] {
+        env.download(&[
+            contradiction,
+            "--wait",
+            "1h",
+            "-e",
+            "x",
+            "-s",
+            "X",
+            "--from",
+            "2024-01-01",
+        ])
+        .await
+        .code(2)
+        .stderr_has(&format!("{contradiction} and --wait contradict each other"));
+    }
     env.tickvault(&["cache", "prune"])
         .await
         .code(2)

@@ -33,6 +33,7 @@ fn sample(spec: &Spec, config: &str) -> (String, String) {
             "N" => same("7"),
             "URL" => same("http://127.0.0.1:9/v9"),
             "DIR" | "PATH" | "FILE" => same("/srv/tickvault-sample"),
+            "PATTERN" => same("BTC*"),
             other => panic!("option {} ({other}) has no sample value: add one here", spec.name),
         },
     }
@@ -65,6 +66,8 @@ async fn shown(env: &Env, spec: &Spec, layer: Layer) -> (Value, String) {
                 c.arg("--config").arg(&base);
             }
             match spec.kind {
+                // The flag that moves the option off its default: --no-X for one on by default.
+                Kind::Flag if spec.default == Some("true") => c.arg(format!("--no-{}", spec.long())),
                 Kind::Flag => c.arg(format!("--{}", spec.long())),
                 Kind::Count => c.arg("-vv"),
                 _ => c.arg(format!("--{}", spec.long())).arg(&raw),

@@ -352,7 +352,7 @@ async fn verbose_logs_a_line_per_chunk_output_and_retry_and_json_lines_parse() {
         .count();
     assert_eq!(chunk_lines, 2, "{}", run.stderr);
     run.stderr_has("attempt 1 failed")
-        .stderr_has("deribit_trades_2024-03-05_2024-03-07.parquet: Written");
+        .stderr_has("deribit_trades_BTC-PERPETUAL_2024-03-05_2024-03-07.parquet: Written");
     let env = Env::new().await;
     let run = pull_with_a_retry(&env, &[], &[]).await;
     run.ok()
@@ -491,7 +491,7 @@ async fn dry_run_shows_the_plan_with_zero_dataset_requests_and_writes_nothing() 
     assert_eq!(
         plan["outputs"][0]["path"],
         env.out
-            .join("deribit_trades_2024-03-05_2024-03-08.parquet")
+            .join("deribit_trades_BTC-PERPETUAL_2024-03-05_2024-03-08.parquet")
             .to_str()
             .unwrap()
     );
