@@ -603,9 +603,25 @@ mod tests {
     #[test]
     fn floats_parse_to_the_same_bits_as_the_standard_library() {
         let mut cases: Vec<String> = [
-            "0", "-0", "1", "8601", "8600.5", "0.001", "1e-5", "1E5", "+3.25", "2.2250738585072014e-308",
-            "4.9e-324", "1.7976931348623157e308", "1e400", "0.1", "0.30000000000000004", "123456789012345678901234567890",
-            "inf", "-infinity", "NaN",
+            "0",
+            "-0",
+            "1",
+            "8601",
+            "8600.5",
+            "0.001",
+            "1e-5",
+            "1E5",
+            "+3.25",
+            "2.2250738585072014e-308",
+            "4.9e-324",
+            "1.7976931348623157e308",
+            "1e400",
+            "0.1",
+            "0.30000000000000004",
+            "123456789012345678901234567890",
+            "inf",
+            "-infinity",
+            "NaN",
         ]
         .map(String::from)
         .to_vec();
@@ -616,13 +632,21 @@ mod tests {
             state ^= state << 17;
             let mantissa = state % 10_000_000_000;
             let scale = (state >> 40) % 12;
-            cases.push(format!("{}.{:0width$}", mantissa / 10u64.pow(scale as u32), mantissa % 10u64.pow(scale as u32), width = scale as usize));
+            cases.push(format!(
+                "{}.{:0width$}",
+                mantissa / 10u64.pow(scale as u32),
+                mantissa % 10u64.pow(scale as u32),
+                width = scale as usize
+            ));
             cases.push(format!("{mantissa}e-{}", state >> 59));
         }
         for c in &cases {
             let ours = fast_float2::parse::<f64, _>(c.as_bytes()).unwrap();
             let std: f64 = c.parse().unwrap();
-            assert!(ours.to_bits() == std.to_bits() || (ours.is_nan() && std.is_nan()), "{c}: {ours} vs {std}");
+            assert!(
+                ours.to_bits() == std.to_bits() || (ours.is_nan() && std.is_nan()),
+                "{c}: {ours} vs {std}"
+            );
         }
         for bad in ["", "1.2.3", "1,5", "abc", "1e", "--1", " 1"] {
             assert!(fast_float2::parse::<f64, _>(bad.as_bytes()).is_err(), "{bad:?}");

@@ -1,9 +1,10 @@
 //! One merged Parquet file per data type: symbol-major, assembled from the chunks' column
 //! chunks ([`super::concat`]), or interleaved by `local_timestamp` with `--order time`.
 //!
-//! A merged file records a fingerprint of its inputs (each chunk's checksum, the range, the
-//! version); when the file on disk verifies and carries the same fingerprint, there is nothing
-//! to do.
+//! A merged file records its request ([`target::keys::REQUEST`]) and a fingerprint of its
+//! inputs (each chunk's checksum, the range, the version); when the file on disk verifies and
+//! carries the same fingerprint, there is nothing to do. A file of another request is refused
+//! unless `--overwrite`.
 
 use std::path::Path;
 
@@ -15,14 +16,13 @@ use std::io::{Read, Seek, Write};
 
 use super::concat::concat;
 use super::merge::{MergeError, MergeInput, merge};
+use super::target::{self, Holder, OUTPUT_FORMAT, merged_holder};
 use super::{Order, OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
 use crate::cache::Chunk;
 use crate::parquet::atomic::AtomicFile;
 use crate::parquet::encodings::output_properties;
 use crate::parquet::sealed::{SealedError, SealedWriter, keys, verify_sealed_file};
 
-/// `tickvault.format` of a merged output file.
-const OUTPUT_FORMAT: &str = "output-v1";
 /// Key of the inputs fingerprint in a merged output's footer.
 const META_INPUTS: &str = "tickvault.inputs";
 
@@ -35,6 +35,12 @@ fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
         ctx.range_label,
         ctx.order
     );
+    text.push_str(&ctx.identity);
+    text.push('\n');
+    if !complete(chunks) {
+        // An incomplete output also records when Tardis had exported up to.
+        text.push_str(&format!("incomplete {:?}\n", ctx.exported_until_text()));
+    }
     for c in chunks {
         text.push_str(&format!("{}:{:016x}\n", c.key, c.meta.checksum));
     }
@@ -61,6 +67,8 @@ fn up_to_date(ctx: &OutputContext, path: &Path, fp: &str) -> Option<OutputResult
                 bytes: footer.file_bytes,
                 status: OutputStatus::UpToDate,
                 chunks_from_memory: 0,
+                complete: footer.get(target::keys::COMPLETE) != Some("false"),
+                exported_until: footer.get(target::keys::EXPORTED_UNTIL).map(str::to_string),
             })
         }
         Ok(_) => {
@@ -106,6 +114,14 @@ pub(crate) fn write_merged(
     chunks: &[Chunk],
     cancel: &CancellationToken,
 ) -> Result<OutputResult, OutputError> {
+    if let Holder::Other(what) = merged_holder(path, &ctx.identity)
+        && !ctx.overwrite
+    {
+        return Err(OutputError::Refused {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
     let fp = fingerprint(ctx, chunks);
     if let Some(done) = up_to_date(ctx, path, &fp) {
         return Ok(done);
@@ -120,13 +136,23 @@ pub(crate) fn write_merged(
         Order::Time => interleave(ctx, &mut writer, chunks, cancel),
     }
     .map_err(OutputError::merge(path))?;
-    let kv = vec![
+    let complete = complete(chunks);
+    let mut kv = vec![
         (keys::FORMAT, OUTPUT_FORMAT.to_string()),
         (keys::VERSION, crate::VERSION.to_string()),
         (keys::SOURCE, ctx.source.clone()),
         (keys::ROWS, rows.to_string()),
         (META_INPUTS, fp),
+        (target::keys::REQUEST, ctx.identity.clone()),
+        (target::keys::SYMBOLS, ctx.symbols.join(",")),
+        (target::keys::COMPLETE, complete.to_string()),
     ];
+    // Only an incomplete output says when: a complete one depends on its chunks alone, so
+    // two machines write it byte for byte the same.
+    let exported_until = (!complete).then(|| ctx.exported_until_text()).flatten();
+    if let Some(t) = &exported_until {
+        kv.push((target::keys::EXPORTED_UNTIL, t.clone()));
+    }
     let (sealed, _) = writer.finish(kv).map_err(&write_err)?;
     tmp.commit().map_err(OutputError::io("renaming into", path))?;
     Ok(OutputResult {
@@ -139,5 +165,12 @@ pub(crate) fn write_merged(
             Order::Symbol => 0,
             Order::Time => chunks.iter().filter(|c| ctx.resident.contains_key(&c.key)).count() as u64,
         },
+        complete,
+        exported_until,
     })
+}
+
+/// Whether every chunk is of a day Tardis had finished exporting.
+pub(super) fn complete(chunks: &[Chunk]) -> bool {
+    chunks.iter().all(|c| c.meta.complete)
 }

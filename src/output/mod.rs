@@ -1,13 +1,17 @@
 //! Writing the outputs: one merged Parquet file per data type ([`merged`], rows interleaved by
-//! `local_timestamp` through [`merge`]), or a Hive-partitioned dataset ([`partitioned`]).
+//! `local_timestamp` through [`merge`]), or a Hive-partitioned table per data type
+//! ([`partitioned`]). [`target`] names them and refuses to replace another request's output;
+//! [`lock`] keeps two processes from writing one directory at once.
 //!
 //! Files are written atomically ([`crate::parquet::atomic`]), so a reader never sees a partial
 //! file and an interrupted run leaves the previous output intact.
 
 mod concat;
+pub mod lock;
 pub mod merge;
 mod merged;
 mod partitioned;
+pub mod target;
 
 use std::path::PathBuf;
 
@@ -45,6 +49,11 @@ pub struct OutputResult {
     pub status: OutputStatus,
     /// Chunks whose rows were read decoded from the memory tier rather than from their files.
     pub chunks_from_memory: u64,
+    /// `false` when some of its days were not final (written with `--allow-incomplete`).
+    pub complete: bool,
+    /// For an incomplete output, `datasets.exportedUntil` of the exchange when it was
+    /// written, when known (RFC 3339).
+    pub exported_until: Option<String>,
 }
 
 /// Why an output could not be written.
@@ -70,6 +79,14 @@ pub enum OutputError {
         /// The cause.
         source: SealedError,
     },
+    /// The path holds the output of another request, and `--overwrite` was not given.
+    #[error("{}", target::refusal(path, what))]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        what: String,
+    },
     /// Reading the chunks or merging them failed.
     #[error("merging into {}", path.display())]
     Merge {
@@ -82,7 +99,7 @@ pub enum OutputError {
 }
 
 impl OutputError {
-    fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
         move |source| Self::Io { what, path, source }
     }
@@ -150,6 +167,21 @@ pub struct OutputContext {
     /// Decoded batches of chunks the memory tier holds (read instead of their files by an
     /// interleaving merge).
     pub resident: std::collections::HashMap<crate::model::ChunkKey, crate::cache::Batches>,
+    /// The request, as a merged output records it ([`target::request_identity`]).
+    pub identity: String,
+    /// The request's symbols, sorted.
+    pub symbols: Vec<String>,
+    /// `datasets.exportedUntil` of the exchange, when known.
+    pub exported_until: Option<jiff::Timestamp>,
+    /// Replace outputs of other requests.
+    pub overwrite: bool,
+}
+
+impl OutputContext {
+    /// [`OutputResult::exported_until`].
+    fn exported_until_text(&self) -> Option<String> {
+        self.exported_until.map(crate::run::validate::iso)
+    }
 }
 
 /// An error that stops writing once the run is interrupted.

@@ -20,6 +20,10 @@ impl Scope {
     pub const PRUNE: Scope = Scope(4);
     /// Every command (logging, the config file).
     pub const GLOBAL: Scope = Scope(8);
+    /// `tickvault exchanges`.
+    pub const EXCHANGES: Scope = Scope(16);
+    /// Every command (what `tickvault config` shows).
+    pub const ANY: Scope = Scope(u8::MAX);
     /// `download` and the `cache` commands.
     pub const DOWNLOAD_AND_CACHE: Scope = Scope(1 | 2);
 
@@ -75,6 +79,9 @@ pub struct Spec {
     pub in_file: bool,
     /// How it is given on the command line.
     pub kind: Kind,
+    /// For a value option: the value its `--no-NAME` form stands for (`--no-progress` is
+    /// `--progress never`).
+    pub no: Option<&'static str>,
 }
 
 impl Spec {
@@ -92,6 +99,7 @@ impl Spec {
         secret: false,
         in_file: true,
         kind: Kind::Value,
+        no: None,
     };
 
     /// The long flag, without dashes.
@@ -140,6 +148,9 @@ pub trait OptValue: Sized {
             other => Self::parse(&other.to_string()),
         }
     }
+
+    /// The value in the option's own grammar, for `tickvault config` (a secret is not shown).
+    fn show(&self) -> String;
 }
 
 fn non_blank(raw: &str) -> Option<&str> {
@@ -152,6 +163,10 @@ impl OptValue for String {
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(non_blank(raw).map(str::to_string))
     }
+    fn show(&self) -> String {
+        // A URL may carry a password.
+        crate::tardis::redact_raw(self)
+    }
 }
 
 impl OptValue for PathBuf {
@@ -159,12 +174,18 @@ impl OptValue for PathBuf {
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(non_blank(raw).map(|p| parse::expand_home(std::path::Path::new(p))))
     }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
 }
 
 impl OptValue for Secret {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(Secret::new(raw))
+    }
+    fn show(&self) -> String {
+        "(set, not shown)".into()
     }
 }
 
@@ -188,6 +209,9 @@ impl OptValue for Vec<String> {
             other => Err(format!("{other} is not a list of strings")),
         }
     }
+    fn show(&self) -> String {
+        self.join(",")
+    }
 }
 
 impl OptValue for bool {
@@ -199,6 +223,9 @@ impl OptValue for bool {
             "false" | "0" | "no" | "off" => Ok(Some(false)),
             _ => Err(format!("'{raw}' is not true or false")),
         }
+    }
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -213,6 +240,9 @@ impl OptValue for Count {
             .map(|s| s.parse().map(Count).map_err(|_| format!("'{raw}' is not a count")))
             .transpose()
     }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 macro_rules! number {
@@ -224,6 +254,9 @@ macro_rules! number {
                     .map(|s| s.parse().map_err(|_| format!("'{raw}' is not a whole number")))
                     .transpose()
             }
+            fn show(&self) -> String {
+                self.to_string()
+            }
         }
     )*};
 }
@@ -233,6 +266,9 @@ impl OptValue for Duration {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         non_blank(raw).map(parse::duration).transpose()
+    }
+    fn show(&self) -> String {
+        parse::show_duration(*self)
     }
 }
 
@@ -244,6 +280,9 @@ impl OptValue for Size {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         non_blank(raw).map(|s| parse::size(s).map(Size)).transpose()
+    }
+    fn show(&self) -> String {
+        parse::show_size(self.0)
     }
 }
 
@@ -285,6 +324,22 @@ macro_rules! options {
                     _ => return Err(format!("unknown option '{name}'")),
                 }
                 Ok(())
+            }
+
+            /// Whether the option `name` is set in this layer.
+            pub fn is_set(&self, name: &str) -> bool {
+                match name {
+                    $( stringify!($name) => self.$name.is_some(), )*
+                    _ => false,
+                }
+            }
+
+            /// The value of the option `name` in its own grammar, if set (secrets not shown).
+            pub fn show(&self, name: &str) -> Option<String> {
+                match name {
+                    $( stringify!($name) => self.$name.as_ref().map(OptValue::show), )*
+                    _ => None,
+                }
             }
 
             /// Each option from `self`, or else from `lower`.
