@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tickvault::commands;
+use tickvault::redact::redact;
 use tickvault::run::exit::ExitCode;
 use tickvault::run::progress::BarReporter;
 use tickvault::settings::cli::{Invocation, ParseError, parse};
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => return parse_failure(e),
     };
     let o = &invocation.options;
+    register_secrets(o);
     let quiet = o.quiet.unwrap_or(false);
     let show_bar = !quiet && o.progress.unwrap_or(true) && std::io::stderr().is_terminal();
     let reporter = Arc::new(BarReporter::new(show_bar));
@@ -39,15 +41,18 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(commands::run(&invocation, reporter));
     // Let blocking work notice a cancellation and clean up its temporary files.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    // Whatever ended the run (an error, an interruption, success), this process's temporary
+    // files go with it; only SIGKILL leaves any, and the next run removes those.
+    tickvault::cache::temps::sweep_own();
     match result {
         Ok(outcome) => {
             if let Some(text) = outcome.stderr.filter(|_| !quiet || outcome.code != ExitCode::Success) {
-                let _ = std::io::stderr().write_all(text.as_bytes());
+                let _ = std::io::stderr().write_all(redact(&text).as_bytes());
             }
             if let Some(text) = outcome.stdout {
                 let mut out = std::io::stdout().lock();
                 // A closed pipe (`| head`) is not an error worth reporting.
-                let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
+                let _ = writeln!(out, "{}", redact(text.trim_end())).and_then(|()| out.flush());
             }
             outcome.code.into()
         }
@@ -60,6 +65,7 @@ fn main() -> std::process::ExitCode {
 
 /// `--help` and `--version` print and succeed; anything else is one line and exit code 2.
 fn parse_failure(e: ParseError) -> std::process::ExitCode {
+    tickvault::redact::register_env();
     let e = match e {
         ParseError::Usage(u) => return fail(&u.0, ExitCode::Usage),
         ParseError::Clap(e) => e,
@@ -102,6 +108,20 @@ fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
 }
 
 fn fail(message: &str, code: ExitCode) -> std::process::ExitCode {
-    let _ = writeln!(std::io::stderr(), "error: {message}");
+    let _ = writeln!(std::io::stderr(), "error: {}", redact(message));
     code.into()
+}
+
+/// Registers every secret of this process with the redaction layer before anything is printed.
+fn register_secrets(o: &tickvault::settings::options::Options) {
+    for s in [&o.api_key, &o.remote_cache_token, &o.remote_cache_secret]
+        .into_iter()
+        .flatten()
+    {
+        tickvault::redact::register(s.expose());
+    }
+    for url in [&o.remote_cache, &o.datasets_url, &o.api_url].into_iter().flatten() {
+        tickvault::redact::register_url_credentials(url);
+    }
+    tickvault::redact::register_env();
 }

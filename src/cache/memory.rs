@@ -37,7 +37,7 @@ impl MemoryStore {
             .max_capacity(capacity)
             .weigher(|_k, v: &Arc<Chunk>| match &v.data {
                 ChunkData::Bytes(b) => u32::try_from(b.len()).unwrap_or(u32::MAX),
-                ChunkData::File(_) => FILE_ENTRY_WEIGHT,
+                ChunkData::File(_) | ChunkData::Temp(_) => FILE_ENTRY_WEIGHT,
             })
             .build();
         Self { cache, capacity }
@@ -66,7 +66,7 @@ impl ChunkStore for MemoryStore {
         let Some(chunk) = self.cache.get(key).await else {
             return Ok(None);
         };
-        if let ChunkData::File(p) = &chunk.data
+        if let Some(p) = chunk.data.path()
             && !p.exists()
         {
             // The local file was pruned by another process: forget it.
@@ -97,9 +97,9 @@ impl ChunkStore for MemoryStore {
         // Entries are verified when they come in; a file entry is checked where it lies.
         Ok(match self.get(key).await? {
             None => Check::Missing,
-            Some(chunk) => match &chunk.data {
-                ChunkData::Bytes(_) => Check::Sound(chunk.meta),
-                ChunkData::File(p) => match super::chunk_file::verify_file(p, Some(key)) {
+            Some(chunk) => match chunk.data.path() {
+                None => Check::Sound(chunk.meta),
+                Some(p) => match super::chunk_file::verify_file(p, Some(key)) {
                     Ok(meta) => Check::Sound(meta),
                     Err(e) => Check::Corrupt(e.to_string()),
                 },

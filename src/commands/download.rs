@@ -29,6 +29,9 @@ pub enum DownloadError {
     /// The remote cache could not be opened.
     #[error(transparent)]
     Remote(#[from] RemoteUrlError),
+    /// Tardis could not be reached at all (DNS, refused, TLS): the message names the host.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// The fetcher of a run, unless it is `--offline`.
@@ -54,6 +57,9 @@ fn fetcher(
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        min_speed: settings.min_speed,
+        limits: settings.limits,
+        mac: settings.cache.mac.clone(),
     };
     let fetcher =
         Fetcher::new(client, config, stats).map_err(|e| StoreError::io("starting the decoding threads", e))?;
@@ -75,9 +81,22 @@ pub(super) async fn run(
         .await
         .map_err(|e| StoreError::io("locking the cache", std::io::Error::other(e)))??;
     let local = LocalStore::open(&settings.cache.cache_dir)?;
-    local.clean_stale_spools();
+    let swept = {
+        let local = local.clone();
+        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
+            .await
+            .unwrap_or_default()
+    };
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary files left by processes that no longer run");
+    }
     let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
-    let remote = settings.cache.remote.as_ref().map(RemoteStore::open).transpose()?;
+    let remote = settings
+        .cache
+        .remote
+        .as_ref()
+        .map(|o| RemoteStore::open(o).map(|r| r.with_scratch(local.spool_dir())))
+        .transpose()?;
     let stats = Arc::new(FetchStats::default());
     let fetcher = fetcher(settings, &local, stats.clone())?;
     let tiered = Tiered::builder(local)
@@ -99,6 +118,11 @@ pub(super) async fn run(
     .await;
     if let Some(f) = &fetcher {
         f.shutdown_decoders().await;
+        if let Some(why) = f.unreachable() {
+            tiered.finish().await;
+            reporter.finish();
+            return Err(DownloadError::Unreachable(why));
+        }
     }
     let tally = tally(&plan, &results);
     let (outputs, skipped_outputs) = write_outputs(settings, &plan, &results, reporter.as_ref(), &cancel).await;
@@ -116,6 +140,7 @@ pub(super) async fn run(
         requests: stats.requests.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
         bytes: stats.bytes.load(Ordering::Relaxed),
+        retries_by_reason: stats.retries_by_reason(),
     };
     summary.uploads = Uploads {
         uploaded: uploaded.uploaded,

@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use tracing::debug;
 
-use super::job::write_chunk_file;
+use super::job::{DecodeJob, write_chunk_file};
 use super::spool::{SpoolWriter, spool};
 use super::{FetchError, Fetched, Fetcher};
-use crate::model::ChunkKey;
+use crate::model::{ChunkKey, SpeedMeter, TooSlow};
 use crate::tardis::{HttpError, redact_url};
 
 impl Fetcher {
@@ -39,6 +39,10 @@ impl Fetcher {
         {
             let reason = match e {
                 HttpError::Status { status: 401, .. } => format!("Tardis refused the API key ({e})"),
+                HttpError::Unreachable { .. } => {
+                    self.set_unreachable(crate::error::chain(e));
+                    e.to_string()
+                }
                 _ => e.to_string(),
             };
             self.admission.stop(reason);
@@ -54,11 +58,18 @@ impl Fetcher {
 
         // Decode on a pool thread once one is free; meanwhile the body keeps spooling.
         let decoders = self.decoders.clone();
-        let (job_key, job_dest) = (key.clone(), dest.to_path_buf());
+        let job = DecodeJob {
+            key: key.clone(),
+            dest: dest.to_path_buf(),
+            complete,
+            limits: self.limits,
+            mac: self.mac.clone(),
+            scratch: self.spool_dir.clone(),
+        };
         let decode = tokio::spawn(async move {
-            let name = job_key.to_string();
+            let name = job.key.to_string();
             decoders
-                .run(move || write_chunk_file(&job_key, reader, &job_dest, complete))
+                .run(move || write_chunk_file(&job, reader))
                 .await
                 .unwrap_or_else(|e| Err(FetchError::local(format!("decoding {name}"), e)))
         });
@@ -89,6 +100,16 @@ impl Fetcher {
         }
     }
 
+    fn too_slow(&self, url: &str, slow: TooSlow) -> FetchError {
+        HttpError::TooSlow {
+            url: url.to_string(),
+            bytes: slow.bytes,
+            window: self.min_speed.window,
+            min_per_sec: self.min_speed.bytes_per_sec,
+        }
+        .into()
+    }
+
     /// Streams the body into the spool. Returns the writer and the failure, if the body did not
     /// arrive whole.
     async fn stream_body(
@@ -101,7 +122,19 @@ impl Fetcher {
         decode: &tokio::task::JoinHandle<Result<crate::cache::chunk_file::ChunkMeta, FetchError>>,
     ) -> (SpoolWriter, Option<FetchError>) {
         let mut stream = response.bytes_stream();
-        while let Some(piece) = stream.next().await {
+        let mut meter = SpeedMeter::start(self.min_speed, std::time::Instant::now());
+        loop {
+            let next = match meter.time_left(std::time::Instant::now()) {
+                None => stream.next().await,
+                Some(left) => match tokio::time::timeout(left, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => match meter.check(std::time::Instant::now()) {
+                        Ok(()) => continue,
+                        Err(slow) => return (writer, Some(self.too_slow(url, slow))),
+                    },
+                },
+            };
+            let Some(piece) = next else { break };
             let bytes = match piece {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -114,6 +147,9 @@ impl Fetcher {
                 }
             };
             self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if let Err(slow) = meter.add(bytes.len() as u64, std::time::Instant::now()) {
+                return (writer, Some(self.too_slow(url, slow)));
+            }
             match writer.append(&bytes) {
                 Ok(true) => {}
                 // The decoder stopped (its error is the one to report).

@@ -42,6 +42,11 @@ impl ExportedUntil {
                         debug!("{}: exported until {t}", key.exchange);
                         Some(t)
                     }
+                    // Tardis itself unreachable: the dataset request says so, once.
+                    Err(e @ crate::tardis::HttpError::Transport { .. }) => {
+                        debug!("{}: exportedUntil unavailable: {}", key.exchange, crate::error::chain(&e));
+                        None
+                    }
                     Err(e) => {
                         warn!(
                             "could not read datasets.exportedUntil for {} ({}); treating days as final one day after they end",

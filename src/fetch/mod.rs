@@ -15,12 +15,14 @@ mod job;
 mod pool;
 mod probe;
 mod retry;
+mod sort;
 mod spool;
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
@@ -32,7 +34,9 @@ use self::exported::ExportedUntil;
 use self::pool::Pool;
 use self::probe::Probes;
 use crate::cache::chunk_file::ChunkMeta;
-use crate::model::ChunkKey;
+use crate::decode::DecodeLimits;
+use crate::model::{ChunkKey, MinSpeed};
+use crate::parquet::mac::MacKey;
 use crate::tardis::TardisClient;
 
 /// Counters of the traffic to Tardis, shared with the summary.
@@ -44,6 +48,30 @@ pub struct FetchStats {
     pub retries: AtomicU64,
     /// Compressed body bytes received, failed attempts included (Tardis bills them all).
     pub bytes: AtomicU64,
+    /// Retries by the reason of the failed attempt (`rate_limited`, `server_error`, …).
+    pub retry_reasons: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl FetchStats {
+    /// Counts a retry after a failure for `reason`.
+    pub fn count_retry(&self, reason: &'static str) {
+        *self
+            .retry_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Retries by reason.
+    pub fn retries_by_reason(&self) -> BTreeMap<String, u64> {
+        self.retry_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect()
+    }
 }
 
 /// Limits and settings of the fetcher.
@@ -59,6 +87,12 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
+    /// The slowest body accepted.
+    pub min_speed: MinSpeed,
+    /// Limits on what one body may decode to.
+    pub limits: DecodeLimits,
+    /// The team key: chunk files written carry its MAC.
+    pub mac: Option<MacKey>,
 }
 
 /// The outcome of a successful fetch: the chunk file written at the requested path.
@@ -82,6 +116,11 @@ pub struct Fetcher {
     spool_dir: PathBuf,
     stats: Arc<FetchStats>,
     spool_seq: AtomicU64,
+    min_speed: MinSpeed,
+    limits: DecodeLimits,
+    mac: Option<MacKey>,
+    /// Set when Tardis could not be reached at all: the run stops and says why, once.
+    unreachable: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -108,6 +147,10 @@ impl Fetcher {
             spool_dir: config.spool_dir,
             stats,
             spool_seq: AtomicU64::new(0),
+            min_speed: config.min_speed,
+            limits: config.limits,
+            mac: config.mac,
+            unreachable: Mutex::new(None),
         })
     }
 
@@ -130,6 +173,19 @@ impl Fetcher {
         let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
     }
 
+    /// Why Tardis could not be reached at all, if it could not (the run then stops).
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records that Tardis cannot be reached.
+    fn set_unreachable(&self, why: String) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
+
     /// Fetches `key` and writes its chunk file into the staged file `dest`. The chunk is
     /// marked complete when Tardis has finished exporting its day.
     ///
@@ -148,6 +204,7 @@ impl Fetcher {
             &self.retry,
             |n| self.attempt(key, dest, complete, n),
             |err, delay, n| {
+                self.stats.count_retry(err.reason());
                 if let Some(ra) = err.retry_after() {
                     self.admission.pause_for(ra);
                 }

@@ -6,6 +6,8 @@
 //! whether the host sets `Content-Encoding` is unconfirmed), `?retryAttempt=N` on retries.
 //! No retry happens here; see [`HttpError::retryable`] and [`crate::fetch`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,7 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use url::Url;
 
-use super::error::HttpError;
+use super::error::{HttpError, unreachable_cause};
 use super::secret::{Secret, redact_url};
 use crate::model::ChunkKey;
 
@@ -37,6 +39,9 @@ pub struct ClientConfig {
 pub struct TardisClient {
     http: reqwest::Client,
     config: ClientConfig,
+    /// Whether the datasets host has answered once in this run: until it has, a failure to
+    /// reach it at all (DNS, refused, TLS) is final rather than retried for minutes.
+    contacted: Arc<AtomicBool>,
 }
 
 /// Longest `Retry-After` honoured; a longer one means the quota is exhausted (tardis-python).
@@ -58,7 +63,11 @@ impl TardisClient {
             // download keeps bodies from sharing a window.
             .http1_only()
             .build()?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            contacted: Arc::default(),
+        })
     }
 
     /// The client's settings.
@@ -87,15 +96,27 @@ impl TardisClient {
         if let Some(key) = &self.config.api_key {
             req = req.header(AUTHORIZATION, format!("Bearer {}", key.expose()));
         }
-        let resp = req.send().await.map_err(|e| HttpError::Transport {
-            url: shown.clone(),
-            what: if e.is_connect() {
-                "connect failed"
-            } else {
-                "request failed"
-            },
-            source: e.without_url(),
+        let resp = req.send().await.map_err(|e| {
+            let e = e.without_url();
+            match unreachable_cause(&e) {
+                Some(cause) if !self.contacted.load(Ordering::Relaxed) => HttpError::Unreachable {
+                    host: host_of(&self.config.datasets_url),
+                    cause,
+                    flag: "--datasets-url",
+                    source: e,
+                },
+                _ => HttpError::Transport {
+                    url: shown.clone(),
+                    what: if e.is_connect() {
+                        "connect failed"
+                    } else {
+                        "request failed"
+                    },
+                    source: e,
+                },
+            }
         })?;
+        self.contacted.store(true, Ordering::Relaxed);
         check_status(resp, shown).await
     }
 
@@ -130,6 +151,15 @@ impl TardisClient {
                 retry_after: None,
                 message: Some("no valid datasets.exportedUntil in the response".into()),
             })
+    }
+}
+
+/// `host[:port]` of a URL, for messages.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
     }
 }
 

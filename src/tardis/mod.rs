@@ -6,5 +6,5 @@ mod error;
 mod secret;
 
 pub use client::{ClientConfig, MAX_RETRY_AFTER, TardisClient};
-pub use error::HttpError;
+pub use error::{HttpError, unreachable_cause};
 pub use secret::{Secret, redact_raw, redact_url};
