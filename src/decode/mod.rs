@@ -438,3 +438,116 @@ mod tests {
         assert!(b.column(4).is_null(0) && b.column(5).is_null(0) && !b.column(6).is_null(0));
     }
 }
+
+/// Property tests: arbitrary bytes and truncations never panic, never take memory beyond the
+/// limits, and either fail or give exactly the rows of the CSV.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: &str = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n";
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Decodes within small limits; returns the rows as text (or the error).
+    fn rows(body: &[u8], limits: DecodeLimits) -> Result<Vec<String>, DecodeError> {
+        let mut out = Vec::new();
+        decode_gzip_csv_limited(DataType::Trades, "p.csv.gz", body, limits, |b: RecordBatch| {
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = b.columns().iter().map(|c| arrow_cast_display(c.as_ref(), r)).collect();
+                out.push(cells.join(","));
+            }
+            Ok::<_, io::Error>(())
+        })?;
+        Ok(out)
+    }
+
+    fn arrow_cast_display(c: &dyn arrow_array::Array, r: usize) -> String {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+        if c.is_null(r) {
+            return String::new();
+        }
+        match c.data_type() {
+            arrow_schema::DataType::Utf8 => c.as_string::<i32>().value(r).to_string(),
+            arrow_schema::DataType::Float64 => c.as_primitive::<Float64Type>().value(r).to_string(),
+            _ => c.as_primitive::<TimestampMicrosecondType>().value(r).to_string(),
+        }
+    }
+
+    /// A valid trades row from arbitrary numbers.
+    fn row() -> impl Strategy<Value = String> {
+        (
+            0i64..1 << 50,
+            0i64..1 << 50,
+            "[a-z0-9]{0,12}",
+            prop::bool::ANY,
+            0u32..1_000_000,
+            1u32..1000,
+        )
+            .prop_map(|(t, l, id, buy, p, a)| {
+                format!("x,Y,{t},{l},{id},{},{p}.5,{a}", if buy { "buy" } else { "sell" })
+            })
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_line: 4096,
+        max_inflated: 1 << 20,
+    };
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = rows(&body, LIMITS);
+            let mut gzipped = gz(HEADER.as_bytes());
+            gzipped.extend(gz(&body));
+            let _ = rows(&gzipped, LIMITS);
+        }
+
+        #[test]
+        fn valid_files_decode_exactly_and_truncations_fail_or_give_a_prefix(
+            lines in prop::collection::vec(row(), 0..200),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let csv = format!("{HEADER}{}", lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+            let body = gz(csv.as_bytes());
+            let got = rows(&body, LIMITS).unwrap();
+            let want: Vec<String> = lines
+                .iter()
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    let price: f64 = f[6].parse().unwrap();
+                    let amount: f64 = f[7].parse().unwrap();
+                    format!("{},{},{},{},{},{},{price},{amount}", f[0], f[1], f[2], f[3], f[4], f[5])
+                })
+                .collect();
+            prop_assert_eq!(&got, &want);
+            // Any cut of the gzip body: an error, never silently fewer rows.
+            let at = cut.index(body.len());
+            if at > 0 && at < body.len() {
+                prop_assert!(rows(&body[..at], LIMITS).is_err());
+            }
+        }
+
+        #[test]
+        fn lines_past_the_limit_always_fail_with_their_number(extra in 0usize..10_000, before in 0usize..5) {
+            let mut csv = HEADER.to_string();
+            for i in 0..before {
+                csv.push_str(&format!("x,Y,{i},{i},a,buy,1,1\n"));
+            }
+            csv.push_str(&format!("x,Y,1,1,{},buy,1,1\n", "z".repeat(LIMITS.max_line + extra)));
+            match rows(&gz(csv.as_bytes()), LIMITS) {
+                Err(DecodeError::LineTooLong { line, .. }) => prop_assert_eq!(line, before as u64 + 2),
+                other => prop_assert!(false, "{:?}", other.map(|r| r.len())),
+            }
+        }
+    }
+}

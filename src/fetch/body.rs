@@ -37,15 +37,17 @@ impl Fetcher {
         if let Err(e) = &response
             && e.stops_the_run()
         {
-            let reason = match e {
-                HttpError::Status { status: 401, .. } => format!("Tardis refused the API key ({e})"),
-                HttpError::Unreachable { .. } => {
-                    self.set_unreachable(crate::error::chain(e));
-                    e.to_string()
+            match e {
+                HttpError::Status { status: 401, .. } => {
+                    self.admission.stop(format!("Tardis refused the API key ({e})"));
                 }
-                _ => e.to_string(),
-            };
-            self.admission.stop(reason);
+                // Reported once, as the run's error.
+                HttpError::Unreachable { .. } => {
+                    self.set_unreachable(e.to_string());
+                    self.admission.stop_with(e.to_string(), false);
+                }
+                _ => self.admission.stop(e.to_string()),
+            }
         }
         // The answer's status is known (and a fatal one recorded): the other chunks may start.
         self.probes.arrive(key);

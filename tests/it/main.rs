@@ -5,6 +5,7 @@ mod cache_cmd; // cache stats/verify/prune, two processes sharing a cache direct
 mod cli; // the command-line contract: bad input, --json, config files
 mod download; // the core pipeline: exact values, merging, warm runs, cache repair, layouts
 mod faults; // Tardis's answers: auth, status codes, retries, broken bodies
+mod reliability; // a hostile world: storms, SIGKILL, full disks, bombs, forgeries, echoed secrets
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
 mod support;
