@@ -198,7 +198,24 @@ impl RemoteStore {
     }
 
     async fn timed<T>(&self, fut: impl Future<Output = Result<T, object_store::Error>>) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+        self.timed_within(self.timeout, fut).await
+    }
+
+    /// The deadline of sending `size` bytes: the request timeout plus the time the minimum
+    /// transfer speed allows for them (a 500 MB chunk on a slow link is not cut at 60 s, and a
+    /// stalled upload does not hang the run).
+    fn deadline_for(&self, size: u64) -> Duration {
+        let per_sec = self.min_speed.bytes_per_sec.max(1);
+        self.timeout + Duration::from_secs(size.div_ceil(per_sec))
+    }
+
+    async fn timed_within<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, object_store::Error>>,
+    ) -> Result<T, StoreError> {
+        let secs = limit.as_secs();
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(object_store::Error::NotFound { path, source })) => {
                 self.failures.store(0, Ordering::Relaxed);
@@ -213,7 +230,7 @@ impl RemoteStore {
             }),
             Err(_) => Err(StoreError::Timeout {
                 store: self.shown.clone(),
-                secs: self.timeout.as_secs(),
+                secs,
             }),
         };
         self.record(result)
@@ -241,7 +258,11 @@ impl RemoteStore {
         let io = |e| StoreError::io(format!("reading {}", path.display()), e);
         if !self.supports_multipart || size <= MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(path).await.map_err(io)?;
-            self.timed(self.store.put(location, PutPayload::from(bytes))).await?;
+            self.timed_within(
+                self.deadline_for(size),
+                self.store.put(location, PutPayload::from(bytes)),
+            )
+            .await?;
             return Ok(());
         }
         let upload = self.timed(self.store.put_multipart(location)).await?;
@@ -253,10 +274,12 @@ impl RemoteStore {
             if n == 0 {
                 break;
             }
-            self.timed(writer.wait_for_capacity(4)).await?;
+            self.timed_within(self.deadline_for(4 * PART_SIZE as u64), writer.wait_for_capacity(4))
+                .await?;
             writer.write(&buf[..n]);
         }
-        self.timed(writer.finish()).await?;
+        self.timed_within(self.deadline_for(4 * PART_SIZE as u64), writer.finish())
+            .await?;
         Ok(())
     }
 }
@@ -437,7 +460,8 @@ impl ChunkStore for RemoteStore {
         let location = Self::location(&chunk.key);
         match (&chunk.data, chunk.data.path()) {
             (ChunkData::Bytes(b), _) => {
-                self.timed(self.store.put(&location, PutPayload::from(b.clone())))
+                let limit = self.deadline_for(b.len() as u64);
+                self.timed_within(limit, self.store.put(&location, PutPayload::from(b.clone())))
                     .await?;
                 Ok(())
             }

@@ -106,10 +106,12 @@ pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String>
     Ok(Built { store, multipart })
 }
 
-/// A request may take a little longer than the whole operation, so the caller's own timeout is
-/// what fires, with a message that says so.
+/// The HTTP client's own limit on a whole request: only a backstop. The remote tier sets the
+/// real deadlines itself (the request timeout for an answer and for each silence, the minimum
+/// transfer speed for bodies, a deadline from the size for uploads), so a big object on a slow
+/// but steady link is not cut at the request timeout.
 fn request_timeout(opts: &StoreOptions<'_>) -> Duration {
-    opts.timeout + Duration::from_secs(1)
+    (opts.timeout + Duration::from_secs(1)).max(Duration::from_secs(6 * 3600))
 }
 
 fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built, String> {

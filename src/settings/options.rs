@@ -16,9 +16,10 @@ pub(crate) mod heading {
     pub const NETWORK: &str = "Tardis and network";
     pub const TOOL: &str = "Output of the tool";
     pub const PRUNE: &str = "What to prune";
+    pub const LIMITS: &str = "Limits on hostile input";
 }
 
-use heading::{CACHE, FETCH, NETWORK, PRUNE, TOOL, WRITE};
+use heading::{CACHE, FETCH, LIMITS, NETWORK, PRUNE, TOOL, WRITE};
 
 const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
 
@@ -84,14 +85,14 @@ options! {
     read_timeout: Duration { value_name: "DURATION", heading: NETWORK, default: Some("120s") }
     /// Slowest transfer accepted: a body (from Tardis or the remote cache) that brings fewer
     /// bytes per second than this over a whole --min-speed-window fails its attempt (retried).
-    min_transfer_speed: Size { value_name: "SIZE", heading: NETWORK, scope: BOTH, default: Some("4KiB") }
+    min_transfer_speed: Size { value_name: "SIZE", heading: LIMITS, scope: BOTH, default: Some("4KiB") }
     /// The window over which --min-transfer-speed is measured.
-    min_speed_window: Duration { value_name: "DURATION", heading: NETWORK, scope: BOTH, default: Some("30s") }
+    min_speed_window: Duration { value_name: "DURATION", heading: LIMITS, scope: BOTH, default: Some("30s") }
     /// Longest CSV line accepted; a longer one fails the chunk naming the line (bounds memory).
-    max_line_size: Size { value_name: "SIZE", heading: NETWORK, default: Some("1MiB") }
+    max_line_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("1MiB") }
     /// Most bytes one day-file may inflate to; a larger one fails the chunk (a gzip bomb). The
     /// largest real days (options_chain, 9.5 GB of gzip) inflate to tens of GB.
-    max_inflated_size: Size { value_name: "SIZE", heading: NETWORK, default: Some("256GiB") }
+    max_inflated_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("256GiB") }
     /// Accept a plan of more chunks than the limit (100,000) without asking.
     yes: bool { heading: FETCH, default: Some("false") }
 
@@ -148,6 +149,16 @@ mod tests {
     fn defaults_agree_with_the_retry_policy() {
         let p = crate::fetch::RetryPolicy::default();
         let d = |n: &str| spec(n).and_then(|s| s.default).unwrap();
+        let size = |n: &str| super::super::parse::size(d(n)).unwrap();
+        let limits = crate::decode::DecodeLimits::default();
+        assert_eq!(size("max_line_size"), limits.max_line as u64);
+        assert_eq!(size("max_inflated_size"), limits.max_inflated);
+        let speed = crate::model::MinSpeed::default();
+        assert_eq!(size("min_transfer_speed"), speed.bytes_per_sec);
+        assert_eq!(
+            super::super::parse::duration(d("min_speed_window")).unwrap(),
+            speed.window
+        );
         assert_eq!(d("max_retries"), p.max_retries.to_string());
         assert_eq!(
             super::super::parse::duration(d("retry_initial_backoff")).unwrap(),

@@ -212,7 +212,7 @@ async fn sigkill_at_seeded_moments_leaves_nothing_a_rerun_cannot_repair() {
         let out = env.dir.path().join(format!("k{trial}/out"));
         let out_file = out.join("t.parquet");
         // Some trials start warm (part of the cache filled), as a nightly job would.
-        if lcg(&mut seed) % 2 == 0 {
+        if lcg(&mut seed).is_multiple_of(2) {
             let mut c = env.cmd();
             c.env("TICKVAULT_CACHE_DIR", &cache)
                 .args(["download", "--api-key", KEY])
