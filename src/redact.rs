@@ -19,6 +19,10 @@ pub const MASK: &str = "***";
 /// garble every message, and such a value is not a credential worth protecting.
 const MIN_SECRET_LEN: usize = 4;
 
+/// Values of environment variables are registered only from this length on (they are taken by
+/// their variable's name, not declared as secrets).
+const ENV_SECRET_MIN_LEN: usize = 8;
+
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Registers a secret: from now on it never appears in what [`redact`] returns, nor in its
@@ -66,7 +70,12 @@ pub fn register_env() {
             continue;
         };
         let upper = name.to_ascii_uppercase();
-        if SUFFIXES.iter().any(|s| upper.ends_with(s)) || upper.contains("SECRET") {
+        // A credential is long and not a flag or a number; `SOME_KEY=true` must not hide
+        // every "true" printed.
+        let credential_like = value.trim().len() >= ENV_SECRET_MIN_LEN
+            && !value.trim().chars().all(|c| c.is_ascii_digit())
+            && !["true", "false", "yes", "no"].contains(&value.trim().to_ascii_lowercase().as_str());
+        if credential_like && (SUFFIXES.iter().any(|s| upper.ends_with(s)) || upper.contains("SECRET")) {
             register(value);
         }
         if upper.ends_with("_URL") || upper.ends_with("_PROXY") || upper == "TICKVAULT_REMOTE_CACHE" {

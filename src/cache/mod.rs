@@ -6,6 +6,7 @@
 //! Tardis in [`Tiered`]; a hit back-fills the faster tiers.
 
 pub mod chunk_file;
+mod http_put;
 mod local;
 mod lock;
 mod memory;

@@ -95,6 +95,8 @@ pub struct RemoteStore {
     min_speed: MinSpeed,
     /// Where objects are streamed to by [`ChunkStore::get`] (default: the system's temp dir).
     scratch: Option<PathBuf>,
+    /// HTTP remotes: uploads streamed from the file.
+    http_put: Option<super::http_put::HttpPut>,
 }
 
 /// Why a remote cache URL was refused.
@@ -135,7 +137,9 @@ impl RemoteStore {
             url: shown.clone(),
             reason,
         })?;
-        Ok(Self::new(built.store, shown, opts, built.multipart))
+        let mut store = Self::new(built.store, shown, opts, built.multipart);
+        store.http_put = built.http_put;
+        Ok(store)
     }
 
     fn new(store: Arc<dyn ObjectStore>, shown: String, opts: &RemoteOptions, supports_multipart: bool) -> Self {
@@ -150,6 +154,7 @@ impl RemoteStore {
             mac: opts.secret.as_ref().map(|s| MacKey::from_secret(s.expose())),
             min_speed: opts.min_speed,
             scratch: None,
+            http_put: None,
         }
     }
 
@@ -173,6 +178,7 @@ impl RemoteStore {
             mac: None,
             min_speed: MinSpeed::default(),
             scratch: None,
+            http_put: None,
         }
     }
 
@@ -256,6 +262,11 @@ impl RemoteStore {
 
     async fn upload_file(&self, location: &StorePath, path: &std::path::Path, size: u64) -> Result<(), StoreError> {
         let io = |e| StoreError::io(format!("reading {}", path.display()), e);
+        if let Some(put) = &self.http_put {
+            return self
+                .timed_within(self.deadline_for(size), put.put_file(location.as_ref(), path, size))
+                .await;
+        }
         if !self.supports_multipart || size <= MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(path).await.map_err(io)?;
             self.timed_within(

@@ -29,6 +29,8 @@ pub(crate) struct StoreOptions<'a> {
 pub(crate) struct Built {
     pub store: Arc<dyn ObjectStore>,
     pub multipart: bool,
+    /// For HTTP remotes: uploads streamed from the file (HttpStore would hold it whole).
+    pub http_put: Option<super::http_put::HttpPut>,
 }
 
 /// A cloud store's builder from the environment, with the URL, the retry policy and the
@@ -103,7 +105,11 @@ pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String>
     } else {
         Arc::new(PrefixStore::new(store, prefix))
     };
-    Ok(Built { store, multipart })
+    Ok(Built {
+        store,
+        multipart,
+        http_put: None,
+    })
 }
 
 /// The HTTP client's own limit on a whole request: only a backstop. The remote tier sets the
@@ -119,7 +125,8 @@ fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built,
         .with_timeout(request_timeout(opts))
         .with_connect_timeout(opts.connect_timeout)
         .with_allow_http(true);
-    if let Some(value) = authorization(opts)? {
+    let auth = authorization(opts)?;
+    if let Some(value) = auth.clone() {
         let mut headers = object_store::HeaderMap::new();
         headers.insert("authorization", value);
         client = client.with_default_headers(headers);
@@ -134,10 +141,12 @@ fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built,
         .with_retry(retry)
         .build()
         .map_err(|e| e.to_string())?;
-    // HttpStore has no multipart upload: files are PUT whole.
+    // HttpStore has no multipart upload: files are PUT streamed, by our own client.
+    let http_put = super::http_put::HttpPut::new(&base, auth, opts.connect_timeout)?;
     Ok(Built {
         store: Arc::new(store),
         multipart: false,
+        http_put: Some(http_put),
     })
 }
 
@@ -182,6 +191,7 @@ fn file(url: &Url) -> Result<Built, String> {
     Ok(Built {
         store: Arc::new(store),
         multipart: true,
+        http_put: None,
     })
 }
 
