@@ -407,7 +407,7 @@ impl RemoteStore {
     fn scratch_file(&self) -> Result<tempfile::TempPath, StoreError> {
         let dir = self.scratch.clone().unwrap_or_else(std::env::temp_dir);
         tempfile::Builder::new()
-            .prefix(&format!("{}-remote-", std::process::id()))
+            .prefix(&format!("{}remote-", super::temps::prefix()))
             .suffix(super::temps::SPOOL_SUFFIX)
             .tempfile_in(&dir)
             .map(tempfile::NamedTempFile::into_temp_path)

@@ -1,8 +1,10 @@
 //! Temporary files have owners. Every temporary file tickvault writes carries the id of the
-//! process that made it: staged writes beside their target are `.{name}.{pid}-{random}.tmp`
-//! ([`crate::parquet::atomic::AtomicFile`]), spool files and sort runs in `{cache}/tmp` are
-//! `{pid}-….spool`. A process removes its own on every exit but SIGKILL ([`sweep_own`], from
-//! `main`, over the directories [`register_dir`] recorded); a later run that opens the cache
+//! process that made it, after a `tickvault-` mark (so a user's own files in an output folder
+//! are never taken for ours): staged writes beside their target are
+//! `.{name}.tickvault-{pid}-{random}.tmp` ([`crate::parquet::atomic::AtomicFile`]), spool files,
+//! sort runs and remote downloads in `{cache}/tmp` are `tickvault-{pid}-….spool`. A process
+//! removes its own on every exit but SIGKILL ([`sweep_own`], from `main`, over the directories
+//! [`register_dir`] recorded); a later run that opens the cache
 //! or output folder removes those of processes that no longer exist ([`sweep_dead`]), whatever
 //! their age; `cache verify` reports and removes them too.
 
@@ -23,14 +25,29 @@ pub fn register_dir(dir: &Path) {
     DIRS.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_path_buf());
 }
 
+/// The mark before the pid in every temporary file name.
+const MARK: &str = "tickvault-";
+
+/// The start of this process's spool file names: `tickvault-{pid}-`.
+pub fn prefix() -> String {
+    format!("{MARK}{}-", std::process::id())
+}
+
 /// The process that owns a temporary file, from its name; `None` for names that are not ours.
 pub fn owner(name: &str) -> Option<u32> {
+    let pid_after = |s: &str| -> Option<u32> {
+        let (pid, rest) = s.split_once('-')?;
+        if rest.is_empty() {
+            return None;
+        }
+        pid.parse().ok()
+    };
     if let Some(stem) = name.strip_suffix(SPOOL_SUFFIX) {
-        return stem.split('-').next()?.parse().ok();
+        return pid_after(stem.strip_prefix(MARK)?);
     }
     let stem = name.strip_suffix(TEMP_SUFFIX)?.strip_prefix('.')?;
-    let tail = stem.rsplit('.').next()?;
-    tail.split('-').next()?.parse().ok()
+    let at = stem.rfind(&format!(".{MARK}"))?;
+    pid_after(&stem[at + 1 + MARK.len()..])
 }
 
 /// Whether process `pid` exists (on this host and in this pid namespace).
@@ -103,13 +120,16 @@ mod tests {
 
     #[test]
     fn names_tell_their_owner() {
-        assert_eq!(owner(".2024-01-01.parquet.4242-aB3xYz.tmp"), Some(4242));
-        assert_eq!(owner(".out.parquet.17-x.tmp"), Some(17));
-        assert_eq!(owner("4242-7.spool"), Some(4242));
-        assert_eq!(owner("99-run-Ab12.spool"), Some(99));
+        assert_eq!(owner(".2024-01-01.parquet.tickvault-4242-aB3xYz.tmp"), Some(4242));
+        assert_eq!(owner(".out.parquet.tickvault-17-x.tmp"), Some(17));
+        assert_eq!(owner("tickvault-4242-7.spool"), Some(4242));
+        assert_eq!(owner("tickvault-99-run-Ab12.spool"), Some(99));
         assert_eq!(owner("2024-01-01.parquet"), None);
         assert_eq!(owner("notes.tmp"), None);
         assert_eq!(owner(".lock"), None);
+        // A user's own files in an output folder are never ours.
+        assert_eq!(owner(".report.2024-01.tmp"), None);
+        assert_eq!(owner("123-abc.spool"), None);
     }
 
     #[test]
@@ -121,9 +141,9 @@ mod tests {
         let dead = 999_999_999u32;
         let me = std::process::id();
         let files = [
-            sub.join(format!(".a.parquet.{dead}-q.tmp")),
-            dir.path().join(format!("{dead}-1.spool")),
-            sub.join(format!(".b.parquet.{me}-q.tmp")),
+            sub.join(format!(".a.parquet.tickvault-{dead}-q.tmp")),
+            dir.path().join(format!("tickvault-{dead}-1.spool")),
+            sub.join(format!(".b.parquet.tickvault-{me}-q.tmp")),
             sub.join("kept.parquet"),
         ];
         for f in &files {

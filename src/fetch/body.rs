@@ -54,7 +54,9 @@ impl Fetcher {
         let response = response?;
         let expected = response.content_length();
         let seq = self.spool_seq.fetch_add(1, Ordering::Relaxed);
-        let spool_path = self.spool_dir.join(format!("{}-{seq}.spool", std::process::id()));
+        let spool_path = self
+            .spool_dir
+            .join(format!("{}{seq}.spool", crate::cache::temps::prefix()));
         let (writer, reader) = spool(spool_path.clone())
             .map_err(|e| FetchError::local(format!("creating spool file {}", spool_path.display()), e))?;
 

@@ -4,8 +4,8 @@
 //! 3.5 M rows stepping back every few rows) must still come out ordered, or the merge could
 //! not stream. The file is read back in runs of at most [`RUN_BYTES`] of Arrow data; each run
 //! is stably sorted in memory and spilled to a temporary file in the spool directory
-//! (`{pid}-run-….spool`, removed when dropped and, after a crash, by the next run); the runs
-//! are then k-way merged ([`crate::output::merge`]) into the final chunk file, at most
+//! (`tickvault-{pid}-run-….spool`, removed when dropped and, after a crash, by the next run);
+//! the runs are then k-way merged ([`crate::output::merge`]) into the final chunk file, at most
 //! [`FAN_IN`] at a time. Ties keep file order: runs are merged in file order and each run is
 //! sorted stably. Memory is a run (three times over while it is sorted) plus one small batch
 //! per merged run, whatever the size of the day.
@@ -103,7 +103,7 @@ pub(super) fn sort_chunk_file(job: &SortJob<'_>, dest: &Path) -> Result<ChunkMet
 /// A new temporary run file in the scratch directory, named for this process.
 fn run_file(scratch: &Path) -> Result<(File, TempPath), FetchError> {
     let tmp = tempfile::Builder::new()
-        .prefix(&format!("{}-run-", std::process::id()))
+        .prefix(&format!("{}run-", crate::cache::temps::prefix()))
         .suffix(crate::cache::temps::SPOOL_SUFFIX)
         .tempfile_in(scratch)
         .map_err(|e| FetchError::local(format!("creating a sort run in {}", scratch.display()), e))?;
