@@ -140,7 +140,9 @@ impl TardisClient {
             .await
             .map_err(|e| transport("request failed", e))?;
         let resp = check_status(resp, shown.clone()).await?;
-        let body = resp.bytes().await.map_err(|e| transport("reading body", e))?;
+        let body = read_at_most(resp, MAX_METADATA_BODY)
+            .await
+            .map_err(|e| transport("reading body", e))?;
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         body.pointer("/datasets/exportedUntil")
             .and_then(|v| v.as_str())
@@ -152,6 +154,24 @@ impl TardisClient {
                 message: Some("no valid datasets.exportedUntil in the response".into()),
             })
     }
+}
+
+/// Most of an error body read (its message is shown in 200 characters).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Most of a metadata document read (the largest exchange, with every option ever listed, is a
+/// few MB).
+const MAX_METADATA_BODY: usize = 64 << 20;
+
+/// The body of `resp`, cut after `max` bytes.
+async fn read_at_most(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match resp.chunk().await? {
+            Some(c) => out.extend_from_slice(&c[..c.len().min(max - out.len())]),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// `host[:port]` of a URL, for messages.
@@ -181,8 +201,10 @@ async fn check_status(resp: reqwest::Response, url: String) -> Result<reqwest::R
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    // Error bodies are JSON `{"code":…,"message":"…"}` on api.tardis.dev; keep a short excerpt.
-    let body = resp.text().await.unwrap_or_default();
+    // Error bodies are JSON `{"code":…,"message":"…"}` on api.tardis.dev; keep a short excerpt,
+    // reading no more than that (an error page of gigabytes must not fill the memory).
+    let body = read_at_most(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))

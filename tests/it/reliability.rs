@@ -418,6 +418,28 @@ async fn hostile_bodies_fail_within_the_memory_bound() {
     let (run, _) = hostile(&env, Fault::html(), "an HTML page with 200").await;
     run.code(1).stderr_has("not a gzip file");
     assert_eq!(env.dataset_requests(), 1, "an HTML page is not retried");
+    let env = Env::new().await;
+    let page = "x".repeat(200 << 20);
+    let p = FakeTardis::dataset_path("deribit", "trades", date("2024-03-05"), "X");
+    env.tardis.script(
+        &p,
+        [
+            Fault::status_with_body(502, page.clone()),
+            Fault::status_with_body(502, page),
+        ],
+    );
+    drop(env.serve_generated("deribit", "trades", "X", date("2024-03-05"), 1_000, 1));
+    let mut c = env.cmd();
+    c.args(["download", "--api-key", KEY]).args(args(
+        "X",
+        "2024-03-05",
+        "2024-03-06",
+        env.out.join("e.parquet").to_str().unwrap(),
+    ));
+    let (run, mb) = run_measured(c).await;
+    run.ok();
+    assert!(mb <= RSS_BOUND_MB, "peak RSS {mb} MB");
+    figure("peak RSS, two 502s with 200 MB error pages", format!("{mb} MB"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
