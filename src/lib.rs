@@ -20,7 +20,8 @@
 //! - [`tardis`]: the HTTP APIs, their errors, secrets;
 //! - [`decode`]: gzip CSV → typed Arrow batches;
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
-//! - [`output`]: merged files and the partitioned dataset.
+//! - [`output`]: merged files and the partitioned dataset;
+//! - [`redact`]: the one layer that removes secrets from everything printed.
 
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod metadata;
 pub mod model;
 pub mod output;
 pub mod parquet;
+pub mod redact;
 pub mod run;
 pub mod settings;
 pub mod tardis;

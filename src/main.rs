@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use tickvault::commands::{self, Outcome, failure, parse_failure};
+use tickvault::redact::redact;
 use tickvault::run::exit::ExitCode;
 use tickvault::run::logging::{self, LogStyle, stderr_text};
 use tickvault::run::progress::{Display, Progress};
@@ -25,10 +26,12 @@ fn main() -> std::process::ExitCode {
     let invocation = match parse(args.clone()) {
         Ok(i) => i,
         Err(e) => {
+            tickvault::redact::register_env();
             let color = clap_color(color_arg(&args).as_deref());
             return print(parse_failure(e, wants_json(&args), color), false, None);
         }
     };
+    register_secrets(&invocation.options);
     let tool = match ToolSettings::resolve(&invocation.options) {
         Ok(t) => t,
         Err(e) => return print(failure(&e.0, ExitCode::Usage, wants_json(&args)), false, None),
@@ -52,6 +55,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(commands::run(&invocation, progress));
     // Let blocking work notice a cancellation and clean up its temporary files.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    // Whatever ended the run (an error, an interruption, success), this process's temporary
+    // files go with it; only SIGKILL leaves any, and the next run removes those.
+    tickvault::cache::temps::sweep_own();
     let outcome = result.unwrap_or_else(|e| {
         let code = e.exit_code();
         failure(&format!("{:#}", anyhow::Error::from(e)), code, tool.json)
@@ -68,12 +74,12 @@ fn print(outcome: Outcome, quiet: bool, style: Option<LogStyle>) -> std::process
             Some(style) => stderr_text(style, Level::ERROR, "summary", &text),
             None => text,
         };
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        let _ = std::io::stderr().write_all(redact(&text).as_bytes());
     }
     if let Some(text) = outcome.stdout {
         let mut out = std::io::stdout().lock();
         // A closed pipe (`| head`) is not an error worth reporting.
-        let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
+        let _ = writeln!(out, "{}", redact(text.trim_end())).and_then(|()| out.flush());
     }
     outcome.code.into()
 }
@@ -85,4 +91,18 @@ fn clap_color(choice: Option<&str>) -> bool {
         Some("never") => false,
         _ => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }
+}
+
+/// Registers every secret of this process with the redaction layer before anything is printed.
+fn register_secrets(o: &tickvault::settings::options::Options) {
+    for s in [&o.api_key, &o.remote_cache_token, &o.remote_cache_secret]
+        .into_iter()
+        .flatten()
+    {
+        tickvault::redact::register(s.expose());
+    }
+    for url in [&o.remote_cache, &o.datasets_url, &o.api_url].into_iter().flatten() {
+        tickvault::redact::register_url_credentials(url);
+    }
+    tickvault::redact::register_env();
 }

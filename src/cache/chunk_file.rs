@@ -17,8 +17,9 @@ use parquet::file::reader::ChunkReader;
 
 use crate::model::{ChunkKey, DataType};
 use crate::parquet::encodings::chunk_properties;
+use crate::parquet::mac::MacKey;
 use crate::parquet::sealed::{
-    Footer, SealedError, SealedWriter, keys, read_footer, verify_sealed_bytes, verify_sealed_file,
+    Footer, SealedError, SealedWriter, keys, read_footer, verify_sealed_bytes_with, verify_sealed_file_with,
 };
 use arrow_array::RecordBatch;
 
@@ -63,11 +64,23 @@ impl<W: Write + Read + Seek + Send> ChunkFileWriter<W> {
     /// # Errors
     /// Fails when the Parquet writer cannot be created.
     pub fn new(inner: W, data_type: DataType) -> Result<Self, SealedError> {
-        Ok(Self(SealedWriter::new(
+        Self::with_mac(inner, data_type, None)
+    }
+
+    /// As [`Self::new`]; with `mac` (the team key and the chunk's key) the file carries the team
+    /// MAC, so a remote copy can be authenticated.
+    ///
+    /// # Errors
+    /// Fails when the Parquet writer cannot be created.
+    pub fn with_mac(inner: W, data_type: DataType, mac: Option<(&MacKey, &ChunkKey)>) -> Result<Self, SealedError> {
+        let context = mac.map(|(_, key)| key.to_string());
+        let mac = mac.zip(context.as_deref()).map(|((k, _), c)| (k, c));
+        Ok(Self(SealedWriter::with_mac(
             inner,
             data_type.schema(),
             chunk_properties(data_type),
             1,
+            mac,
         )?))
     }
 
@@ -168,7 +181,32 @@ fn chunk_meta(footer: &Footer, expected: Option<&ChunkKey>) -> Result<ChunkMeta,
 /// # Errors
 /// [`SealedError::Corrupt`] when the bytes are not a sound chunk file for `expected`.
 pub fn verify_bytes(data: &[u8], expected: Option<&ChunkKey>) -> Result<ChunkMeta, SealedError> {
-    chunk_meta(&verify_sealed_bytes(data)?, expected)
+    chunk_meta(&verify_sealed_bytes_with(data, None)?, expected)
+}
+
+/// Verifies an in-memory chunk file for `key`, and its team MAC when `mac` is given.
+///
+/// # Errors
+/// [`SealedError::Corrupt`] when the bytes are not a sound chunk file for `key` or the MAC does
+/// not verify.
+pub fn verify_bytes_mac(data: &[u8], key: &ChunkKey, mac: Option<&MacKey>) -> Result<ChunkMeta, SealedError> {
+    let context = key.to_string();
+    chunk_meta(
+        &verify_sealed_bytes_with(data, mac.map(|m| (m, context.as_str())))?,
+        Some(key),
+    )
+}
+
+/// Verifies a chunk file on disk for `key`, and its team MAC when `mac` is given.
+///
+/// # Errors
+/// As [`verify_file`], and [`SealedError::Corrupt`] when the MAC does not verify.
+pub fn verify_file_mac(path: &Path, key: &ChunkKey, mac: Option<&MacKey>) -> Result<ChunkMeta, SealedError> {
+    let context = key.to_string();
+    chunk_meta(
+        &verify_sealed_file_with(path, mac.map(|m| (m, context.as_str())))?,
+        Some(key),
+    )
 }
 
 /// Verifies a chunk file on disk.
@@ -177,7 +215,7 @@ pub fn verify_bytes(data: &[u8], expected: Option<&ChunkKey>) -> Result<ChunkMet
 /// [`SealedError::Corrupt`] when the file is not a sound chunk file for `expected`;
 /// [`SealedError::Io`] when it cannot be read.
 pub fn verify_file(path: &Path, expected: Option<&ChunkKey>) -> Result<ChunkMeta, SealedError> {
-    chunk_meta(&verify_sealed_file(path)?, expected)
+    chunk_meta(&verify_sealed_file_with(path, None)?, expected)
 }
 
 /// Reads only the footer metadata of a chunk file, without verifying its checksum.
@@ -193,22 +231,35 @@ pub fn read_meta(path: &Path) -> Result<ChunkMeta, SealedError> {
 pub enum ChunkData {
     /// A file on disk.
     File(Arc<Path>),
+    /// A temporary file on disk (a remote object streamed down), removed when the last clone
+    /// is dropped.
+    Temp(Arc<tempfile::TempPath>),
     /// Bytes in memory.
     Bytes(Bytes),
 }
 
 impl ChunkData {
+    /// The file holding the bytes, unless they are in memory.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ChunkData::File(p) => Some(p),
+            ChunkData::Temp(t) => Some(t),
+            ChunkData::Bytes(_) => None,
+        }
+    }
+
     /// Opens a batch reader over the chunk file.
     ///
     /// # Errors
     /// Fails when the file cannot be opened or decoded.
     pub fn reader(&self, batch_rows: usize) -> Result<ParquetRecordBatchReader, SealedError> {
-        match self {
-            ChunkData::File(path) => {
+        match (self, self.path()) {
+            (ChunkData::Bytes(b), _) => build_reader(b.clone(), batch_rows),
+            (_, Some(path)) => {
                 let f = File::open(path).map_err(|e| SealedError::io(format!("opening {}", path.display()), e))?;
                 build_reader(f, batch_rows)
             }
-            ChunkData::Bytes(b) => build_reader(b.clone(), batch_rows),
+            (_, None) => unreachable!("only bytes have no path"),
         }
     }
 }
@@ -311,6 +362,34 @@ mod tests {
         bad[10] ^= 1;
         std::fs::write(&p, &bad).unwrap();
         assert!(matches!(verify_file(&p, Some(&key())), Err(SealedError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_team_mac_authenticates_the_bytes_and_the_key() {
+        let team = MacKey::from_secret("team");
+        let mut w =
+            ChunkFileWriter::with_mac(io::Cursor::new(Vec::new()), DataType::Trades, Some((&team, &key()))).unwrap();
+        w.write(&trades_batch(&[1, 2])).unwrap();
+        let (meta, cur) = w.finish(&key(), true).unwrap();
+        let bytes = cur.into_inner();
+        assert_eq!(
+            verify_bytes(&bytes, Some(&key())).unwrap(),
+            meta,
+            "the checksum still verifies"
+        );
+        assert_eq!(verify_bytes_mac(&bytes, &key(), Some(&team)).unwrap(), meta);
+        let other = MacKey::from_secret("forger");
+        let e = verify_bytes_mac(&bytes, &key(), Some(&other)).unwrap_err().to_string();
+        assert!(e.contains("team MAC does not verify"), "{e}");
+        // A correctly sealed file without a MAC (what a forger can make) is refused.
+        let (_, plain) = write(&[1, 2]);
+        let e = verify_bytes_mac(&plain, &key(), Some(&team)).unwrap_err().to_string();
+        assert!(e.contains("no team MAC"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.parquet");
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(verify_file_mac(&p, &key(), Some(&team)).unwrap(), meta);
+        assert!(verify_file_mac(&p, &key(), Some(&other)).is_err());
     }
 
     #[test]

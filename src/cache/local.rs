@@ -10,21 +10,17 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tracing::{debug, warn};
 
 use super::chunk_file::{ChunkData, verify_file};
+use super::temps;
 use super::{Check, Chunk, ChunkStore, Entry, StoreError};
 use crate::model::{CACHE_LAYOUT_VERSION, ChunkKey};
-use crate::parquet::atomic::{AtomicFile, TEMP_SUFFIX};
+use crate::parquet::atomic::AtomicFile;
 use crate::parquet::sealed::SealedError;
-
-/// Spool and stage files older than this are leftovers of a killed process.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
-/// Suffix of download spool files.
-pub(crate) const SPOOL_SUFFIX: &str = ".spool";
 
 /// The local Parquet tier.
 #[derive(Debug, Clone)]
@@ -40,6 +36,7 @@ impl LocalStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(root.join("tmp"))
             .map_err(|e| StoreError::io(format!("creating cache directory {}", root.display()), e))?;
+        temps::register_dir(root);
         Ok(Self { root: root.into() })
     }
 
@@ -68,16 +65,10 @@ impl LocalStore {
         self.root.join("tmp")
     }
 
-    /// Removes spool files left behind by killed processes.
-    pub fn clean_stale_spools(&self) {
-        let Ok(entries) = std::fs::read_dir(self.spool_dir()) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if is_stale(&e.path()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    /// Removes the temporary files (spools, sort runs, staged entries) of processes that no
+    /// longer exist, however recent. Returns how many. Blocking: it walks the cache.
+    pub fn sweep_dead_temps(&self) -> usize {
+        temps::sweep_dead(&self.root, true).len()
     }
 
     /// A temporary file beside the chunk's final path, renamed into place by its commit.
@@ -90,20 +81,13 @@ impl LocalStore {
             .map_err(|e| StoreError::io(format!("creating a file beside {}", target.display()), e))
     }
 
-    /// Temporary files under the cache (in use by a running process, or left by a killed one),
-    /// and whether each is stale.
-    ///
-    /// # Errors
-    /// A directory that exists but cannot be read.
-    pub fn temp_files(&self) -> Result<Vec<(PathBuf, bool)>, StoreError> {
-        let mut temps = Vec::new();
-        walk(&self.root, &mut |path, _| {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if is_temp_name(name) {
-                temps.push((path.to_path_buf(), is_stale(path)));
-            }
-        })?;
-        Ok(temps)
+    /// Temporary files under the cache (in use by a running process, or left by one that no
+    /// longer exists), and whether each one's process is gone.
+    pub fn temp_files(&self) -> Vec<(PathBuf, bool)> {
+        temps::list(&self.root, true)
+            .into_iter()
+            .map(|(p, pid)| (p, !temps::alive(pid)))
+            .collect()
     }
 
     /// Removes directories left empty under the layout (after pruning).
@@ -151,10 +135,10 @@ impl LocalStore {
         let staged = self.stage(&chunk.key)?;
         let tmp = staged.path().to_path_buf();
         let write_err = |e| StoreError::io(format!("writing {}", tmp.display()), e);
-        match &chunk.data {
-            ChunkData::Bytes(b) => staged.handle().and_then(|mut f| f.write_all(b)).map_err(write_err)?,
-            ChunkData::File(src) => {
-                std::fs::copy(src, &tmp).map_err(write_err)?;
+        match (&chunk.data, chunk.data.path()) {
+            (ChunkData::Bytes(b), _) => staged.handle().and_then(|mut f| f.write_all(b)).map_err(write_err)?,
+            (_, src) => {
+                std::fs::copy(src.unwrap_or(Path::new("")), &tmp).map_err(write_err)?;
             }
         }
         staged
@@ -216,19 +200,6 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> Result<
         }
     }
     Ok(())
-}
-
-fn is_stale(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > STALE_TEMP_AGE)
-}
-
-/// Whether a file name is one of our temporary files (staged writes or spools).
-fn is_temp_name(name: &str) -> bool {
-    name.ends_with(TEMP_SUFFIX) || name.ends_with(SPOOL_SUFFIX)
 }
 
 fn remove_empty_dirs(dir: &Path) {

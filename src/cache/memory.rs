@@ -35,7 +35,7 @@ impl Resident {
     fn weight(&self) -> u32 {
         let file = match &self.chunk.data {
             ChunkData::Bytes(b) => b.len(),
-            ChunkData::File(_) => FILE_ENTRY_WEIGHT as usize,
+            ChunkData::File(_) | ChunkData::Temp(_) => FILE_ENTRY_WEIGHT as usize,
         };
         let decoded: usize = self
             .batches
@@ -109,7 +109,7 @@ impl ChunkStore for MemoryStore {
         let Some(resident) = self.cache.get(key).await else {
             return Ok(None);
         };
-        if let ChunkData::File(p) = &resident.chunk.data
+        if let Some(p) = resident.chunk.data.path()
             && !p.exists()
         {
             // The local file was pruned by another process: forget it.
@@ -144,9 +144,9 @@ impl ChunkStore for MemoryStore {
         // Entries are verified when they come in; a file entry is checked where it lies.
         Ok(match self.get(key).await? {
             None => Check::Missing,
-            Some(chunk) => match &chunk.data {
-                ChunkData::Bytes(_) => Check::Sound(chunk.meta),
-                ChunkData::File(p) => match super::chunk_file::verify_file(p, Some(key)) {
+            Some(chunk) => match chunk.data.path() {
+                None => Check::Sound(chunk.meta),
+                Some(p) => match super::chunk_file::verify_file(p, Some(key)) {
                     Ok(meta) => Check::Sound(meta),
                     Err(e) => Check::Corrupt(e.to_string()),
                 },

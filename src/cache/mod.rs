@@ -7,11 +7,13 @@
 
 pub mod chunk_file;
 mod chunk_lock;
+mod http_put;
 mod local;
 mod lock;
 mod memory;
 mod remote;
 mod store_url;
+pub mod temps;
 mod tiered;
 mod uploader;
 
@@ -80,9 +82,9 @@ impl Chunk {
     /// # Errors
     /// Fails when the file cannot be read.
     pub async fn bytes(&self) -> std::io::Result<bytes::Bytes> {
-        match &self.data {
-            ChunkData::Bytes(b) => Ok(b.clone()),
-            ChunkData::File(p) => Ok(tokio::fs::read(p).await?.into()),
+        match (&self.data, self.data.path()) {
+            (ChunkData::Bytes(b), _) => Ok(b.clone()),
+            (_, p) => Ok(tokio::fs::read(p.unwrap_or(std::path::Path::new(""))).await?.into()),
         }
     }
 }
@@ -141,6 +143,24 @@ pub enum StoreError {
     /// A chunk file could not be read or written.
     #[error("chunk file")]
     ChunkFile(#[from] SealedError),
+    /// A transfer from the remote was slower than the minimum speed over a whole window.
+    #[error("{store}: too slow: {bytes} bytes in {secs} s (--min-transfer-speed)")]
+    TooSlow {
+        /// The remote, without credentials.
+        store: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window.
+        secs: u64,
+    },
+    /// An upload refused because the chunk file carries no valid team MAC.
+    #[error(
+        "{chunk}: not uploaded: its chunk file carries no valid team MAC (fetched before TICKVAULT_REMOTE_CACHE_SECRET was set?)"
+    )]
+    NoMac {
+        /// The chunk.
+        chunk: String,
+    },
     /// A write to a read-only remote.
     #[error("{store} is read-only")]
     ReadOnly {

@@ -8,23 +8,24 @@
 //! after [`FAILURES_BEFORE_DISABLE`] consecutive failures the remote is skipped for the rest of
 //! the run, so a dead remote costs a few seconds, not one timeout per chunk.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 use url::Url;
 
-use super::chunk_file::{ChunkData, ChunkMeta, verify_bytes};
+use super::chunk_file::{ChunkData, ChunkMeta, verify_bytes_mac, verify_file_mac};
 use super::store_url::{self, StoreOptions};
 use super::{Check, Chunk, ChunkStore, Entry, StoreError};
-use crate::model::{CACHE_LAYOUT_VERSION, ChunkKey};
+use crate::model::{CACHE_LAYOUT_VERSION, ChunkKey, MinSpeed, SpeedMeter};
+use crate::parquet::mac::MacKey;
 use crate::parquet::sealed::SealedError;
 use crate::tardis::{Secret, redact_url};
 
@@ -64,12 +65,19 @@ pub struct RemoteOptions {
     pub url: Url,
     /// Bearer token for HTTP remotes.
     pub token: Option<Secret>,
+    /// User and password from the URL's user-info, sent as Basic authorization to HTTP remotes
+    /// (the URL itself never keeps them).
+    pub basic: Option<(String, Secret)>,
+    /// The team secret: chunk files carry a keyed MAC (see [`super::mac`]).
+    pub secret: Option<Secret>,
     /// Whether this run may write to the remote.
     pub mode: RemoteMode,
     /// Limit on one request (a GET of a whole chunk, a PUT).
     pub timeout: Duration,
     /// Limit on connecting.
     pub connect_timeout: Duration,
+    /// The slowest object download accepted.
+    pub min_speed: MinSpeed,
 }
 
 /// The remote tier.
@@ -82,6 +90,13 @@ pub struct RemoteStore {
     failures: Arc<AtomicU32>,
     disabled: Arc<AtomicBool>,
     supports_multipart: bool,
+    /// With a team secret: objects must carry a valid MAC, uploads must have one.
+    mac: Option<MacKey>,
+    min_speed: MinSpeed,
+    /// Where objects are streamed to by [`ChunkStore::get`] (default: the system's temp dir).
+    scratch: Option<PathBuf>,
+    /// HTTP remotes: uploads streamed from the file.
+    http_put: Option<super::http_put::HttpPut>,
 }
 
 /// Why a remote cache URL was refused.
@@ -114,6 +129,7 @@ impl RemoteStore {
         let shown = redact_url(&opts.url);
         let store_opts = StoreOptions {
             token: opts.token.as_ref(),
+            basic: opts.basic.as_ref(),
             timeout: opts.timeout,
             connect_timeout: opts.connect_timeout,
         };
@@ -121,7 +137,9 @@ impl RemoteStore {
             url: shown.clone(),
             reason,
         })?;
-        Ok(Self::new(built.store, shown, opts, built.multipart))
+        let mut store = Self::new(built.store, shown, opts, built.multipart);
+        store.http_put = built.http_put;
+        Ok(store)
     }
 
     fn new(store: Arc<dyn ObjectStore>, shown: String, opts: &RemoteOptions, supports_multipart: bool) -> Self {
@@ -133,7 +151,18 @@ impl RemoteStore {
             failures: Arc::default(),
             disabled: Arc::default(),
             supports_multipart,
+            mac: opts.secret.as_ref().map(|s| MacKey::from_secret(s.expose())),
+            min_speed: opts.min_speed,
+            scratch: None,
+            http_put: None,
         }
+    }
+
+    /// Streams objects fetched by [`ChunkStore::get`] into temporary files in `dir`.
+    #[must_use]
+    pub fn with_scratch(mut self, dir: PathBuf) -> Self {
+        self.scratch = Some(dir);
+        self
     }
 
     /// Wraps any object store (e.g. `InMemory` in tests).
@@ -146,7 +175,18 @@ impl RemoteStore {
             failures: Arc::default(),
             disabled: Arc::default(),
             supports_multipart: true,
+            mac: None,
+            min_speed: MinSpeed::default(),
+            scratch: None,
+            http_put: None,
         }
+    }
+
+    /// Requires (and gives uploads) the team MAC of `key`.
+    #[must_use]
+    pub fn with_mac(mut self, key: Option<MacKey>) -> Self {
+        self.mac = key;
+        self
     }
 
     /// Whether this run may write to the remote.
@@ -177,7 +217,24 @@ impl RemoteStore {
     }
 
     async fn timed<T>(&self, fut: impl Future<Output = Result<T, object_store::Error>>) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+        self.timed_within(self.timeout, fut).await
+    }
+
+    /// The deadline of sending `size` bytes: the request timeout plus the time the minimum
+    /// transfer speed allows for them (a 500 MB chunk on a slow link is not cut at 60 s, and a
+    /// stalled upload does not hang the run).
+    fn deadline_for(&self, size: u64) -> Duration {
+        let per_sec = self.min_speed.bytes_per_sec.max(1);
+        self.timeout + Duration::from_secs(size.div_ceil(per_sec))
+    }
+
+    async fn timed_within<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, object_store::Error>>,
+    ) -> Result<T, StoreError> {
+        let secs = limit.as_secs();
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(object_store::Error::NotFound { path, source })) => {
                 self.failures.store(0, Ordering::Relaxed);
@@ -192,9 +249,15 @@ impl RemoteStore {
             }),
             Err(_) => Err(StoreError::Timeout {
                 store: self.shown.clone(),
-                secs: self.timeout.as_secs(),
+                secs,
             }),
         };
+        self.record(result)
+    }
+
+    /// Counts a success or failure; after [`FAILURES_BEFORE_DISABLE`] failures in a row the
+    /// remote is switched off for the run.
+    fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
             Ok(_) => self.failures.store(0, Ordering::Relaxed),
             Err(e) => {
@@ -212,9 +275,18 @@ impl RemoteStore {
 
     async fn upload_file(&self, location: &StorePath, path: &std::path::Path, size: u64) -> Result<(), StoreError> {
         let io = |e| StoreError::io(format!("reading {}", path.display()), e);
+        if let Some(put) = &self.http_put {
+            return self
+                .timed_within(self.deadline_for(size), put.put_file(location.as_ref(), path, size))
+                .await;
+        }
         if !self.supports_multipart || size <= MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(path).await.map_err(io)?;
-            self.timed(self.store.put(location, PutPayload::from(bytes))).await?;
+            self.timed_within(
+                self.deadline_for(size),
+                self.store.put(location, PutPayload::from(bytes)),
+            )
+            .await?;
             return Ok(());
         }
         let upload = self.timed(self.store.put_multipart(location)).await?;
@@ -226,10 +298,12 @@ impl RemoteStore {
             if n == 0 {
                 break;
             }
-            self.timed(writer.wait_for_capacity(4)).await?;
+            self.timed_within(self.deadline_for(4 * PART_SIZE as u64), writer.wait_for_capacity(4))
+                .await?;
             writer.write(&buf[..n]);
         }
-        self.timed(writer.finish()).await?;
+        self.timed_within(self.deadline_for(4 * PART_SIZE as u64), writer.finish())
+            .await?;
         Ok(())
     }
 }
@@ -245,29 +319,132 @@ fn is_not_found(e: &StoreError) -> bool {
 }
 
 impl RemoteStore {
-    /// Downloads a chunk's object and verifies it; `None` when there is none.
-    async fn fetch_checked(
-        &self,
-        key: &ChunkKey,
-    ) -> Result<Option<(Bytes, Result<ChunkMeta, SealedError>)>, StoreError> {
+    /// Streams a chunk's object into `dest` (created or emptied), never holding it whole, under
+    /// the request timeout (for the answer, then for each silence) and the minimum speed.
+    /// `Ok(false)` when there is no such object.
+    async fn download(&self, key: &ChunkKey, dest: &Path) -> Result<bool, StoreError> {
         let location = Self::location(key);
-        let bytes: Bytes = match self
-            .timed(async {
-                let r = self.store.get(&location).await?;
-                r.bytes().await
-            })
-            .await
-        {
-            Ok(b) => b,
-            Err(e) if is_not_found(&e) => return Ok(None),
+        let answer = match self.timed(self.store.get(&location)).await {
+            Ok(a) => a,
+            Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let data = bytes.clone();
-        let key = key.clone();
-        let checked = tokio::task::spawn_blocking(move || verify_bytes(&data, Some(&key)))
+        let io = |e| StoreError::io(format!("writing {}", dest.display()), e);
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut stream = answer.into_stream();
+        let mut meter = SpeedMeter::start(self.min_speed, Instant::now());
+        let mut last_data = Instant::now();
+        loop {
+            let now = Instant::now();
+            let idle_left = self.timeout.saturating_sub(now - last_data);
+            let wait = meter.time_left(now).map_or(idle_left, |l| l.min(idle_left));
+            match tokio::time::timeout(wait, stream.next()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(bytes))) => {
+                    file.write_all(&bytes).await.map_err(io)?;
+                    last_data = Instant::now();
+                    if let Err(slow) = meter.add(bytes.len() as u64, last_data) {
+                        return self.record(Err(self.too_slow(slow.bytes)));
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    return self.record(Err(StoreError::Remote {
+                        store: self.shown.clone(),
+                        source: e,
+                    }));
+                }
+                Err(_) => {
+                    let now = Instant::now();
+                    if let Err(slow) = meter.check(now) {
+                        return self.record(Err(self.too_slow(slow.bytes)));
+                    }
+                    if now - last_data >= self.timeout {
+                        return self.record(Err(StoreError::Timeout {
+                            store: self.shown.clone(),
+                            secs: self.timeout.as_secs(),
+                        }));
+                    }
+                }
+            }
+        }
+        file.flush().await.map_err(io)?;
+        self.record(Ok(true))
+    }
+
+    fn too_slow(&self, bytes: u64) -> StoreError {
+        StoreError::TooSlow {
+            store: self.shown.clone(),
+            bytes,
+            secs: self.min_speed.window.as_secs(),
+        }
+    }
+
+    /// Streams a chunk's object into `dest` and verifies it there (checksum, key and, with a
+    /// team secret, the MAC). `Ok(None)` is a miss: no object, an incomplete day, or an object
+    /// that fails verification (warned about, never used).
+    ///
+    /// # Errors
+    /// The remote could not be asked or `dest` written.
+    pub async fn get_into(&self, key: &ChunkKey, dest: &Path) -> Result<Option<ChunkMeta>, StoreError> {
+        if self.is_disabled() || !self.download(key, dest).await? {
+            return Ok(None);
+        }
+        match self.verify(key, dest).await? {
+            Ok(meta) if meta.complete => Ok(Some(meta)),
+            Ok(_) => Ok(None),
+            Err(why) => {
+                warn!(
+                    "remote cache {}: entry {key} is corrupt ({why}); ignoring it",
+                    self.shown
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Verifies a downloaded object: `Ok(Err(why))` when it is not a sound, authentic chunk
+    /// file for `key`.
+    async fn verify(&self, key: &ChunkKey, path: &Path) -> Result<Result<ChunkMeta, String>, StoreError> {
+        let (key, path, mac) = (key.clone(), path.to_path_buf(), self.mac.clone());
+        let checked = tokio::task::spawn_blocking(move || verify_file_mac(&path, &key, mac.as_ref()))
             .await
             .map_err(|e| StoreError::io("verifying a remote entry", std::io::Error::other(e)))?;
-        Ok(Some((bytes, checked)))
+        match checked {
+            Ok(meta) => Ok(Ok(meta)),
+            Err(SealedError::Corrupt(why)) => Ok(Err(why)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A temporary file for one object, named for this process (see [`super::temps`]).
+    fn scratch_file(&self) -> Result<tempfile::TempPath, StoreError> {
+        let dir = self.scratch.clone().unwrap_or_else(std::env::temp_dir);
+        tempfile::Builder::new()
+            .prefix(&format!("{}remote-", super::temps::prefix()))
+            .suffix(super::temps::SPOOL_SUFFIX)
+            .tempfile_in(&dir)
+            .map(tempfile::NamedTempFile::into_temp_path)
+            .map_err(|e| StoreError::io(format!("creating a file in {}", dir.display()), e))
+    }
+
+    /// With a team secret, a chunk is uploaded only if its file carries a valid MAC.
+    async fn check_mac_for_upload(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        let Some(mac) = self.mac.clone() else { return Ok(()) };
+        let key = chunk.key.clone();
+        let data = chunk.data.clone();
+        let ok = tokio::task::spawn_blocking(move || match (&data, data.path()) {
+            (ChunkData::Bytes(b), _) => verify_bytes_mac(b, &key, Some(&mac)).is_ok(),
+            (_, p) => p.is_some_and(|p| verify_file_mac(p, &key, Some(&mac)).is_ok()),
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::NoMac {
+                chunk: chunk.key.to_string(),
+            })
+        }
     }
 
     fn refuse_read_only(&self) -> Result<(), StoreError> {
@@ -290,22 +467,12 @@ impl ChunkStore for RemoteStore {
         if self.is_disabled() {
             return Ok(None);
         }
-        match self.fetch_checked(key).await? {
-            Some((bytes, Ok(meta))) if meta.complete => Ok(Some(Chunk {
-                key: key.clone(),
-                meta,
-                data: ChunkData::Bytes(bytes),
-            })),
-            Some((_, Err(SealedError::Corrupt(why)))) => {
-                warn!(
-                    "remote cache {}: entry {key} is corrupt ({why}); ignoring it",
-                    self.shown
-                );
-                Ok(None)
-            }
-            Some((_, Err(e))) => Err(e.into()),
-            Some(_) | None => Ok(None),
-        }
+        let tmp = self.scratch_file()?;
+        Ok(self.get_into(key, &tmp).await?.map(|meta| Chunk {
+            key: key.clone(),
+            meta,
+            data: ChunkData::Temp(Arc::new(tmp)),
+        }))
     }
 
     async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {
@@ -313,14 +480,19 @@ impl ChunkStore for RemoteStore {
         if self.is_disabled() {
             return Ok(());
         }
+        self.check_mac_for_upload(chunk).await?;
         let location = Self::location(&chunk.key);
-        match &chunk.data {
-            ChunkData::Bytes(b) => {
-                self.timed(self.store.put(&location, PutPayload::from(b.clone())))
+        match (&chunk.data, chunk.data.path()) {
+            (ChunkData::Bytes(b), _) => {
+                let limit = self.deadline_for(b.len() as u64);
+                self.timed_within(limit, self.store.put(&location, PutPayload::from(b.clone())))
                     .await?;
                 Ok(())
             }
-            ChunkData::File(p) => self.upload_file(&location, p, chunk.meta.file_bytes).await,
+            (_, p) => {
+                let p = p.unwrap_or(Path::new(""));
+                self.upload_file(&location, p, chunk.meta.file_bytes).await
+            }
         }
     }
 
@@ -333,11 +505,13 @@ impl ChunkStore for RemoteStore {
     }
 
     async fn check(&self, key: &ChunkKey) -> Result<Check, StoreError> {
-        Ok(match self.fetch_checked(key).await? {
-            None => Check::Missing,
-            Some((_, Ok(meta))) => Check::Sound(meta),
-            Some((_, Err(SealedError::Corrupt(why)))) => Check::Corrupt(why),
-            Some((_, Err(e))) => return Err(e.into()),
+        let tmp = self.scratch_file()?;
+        if !self.download(key, &tmp).await? {
+            return Ok(Check::Missing);
+        }
+        Ok(match self.verify(key, &tmp).await? {
+            Ok(meta) => Check::Sound(meta),
+            Err(why) => Check::Corrupt(why),
         })
     }
 

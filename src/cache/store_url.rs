@@ -18,6 +18,8 @@ pub(crate) const SCHEMES: &str = "http, https, s3, gs, az or file";
 pub(crate) struct StoreOptions<'a> {
     /// Bearer token for HTTP stores.
     pub token: Option<&'a Secret>,
+    /// Basic credentials for HTTP stores (from the URL's user-info).
+    pub basic: Option<&'a (String, Secret)>,
     /// Limit on one request.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -27,6 +29,8 @@ pub(crate) struct StoreOptions<'a> {
 pub(crate) struct Built {
     pub store: Arc<dyn ObjectStore>,
     pub multipart: bool,
+    /// For HTTP remotes: uploads streamed from the file (HttpStore would hold it whole).
+    pub http_put: Option<super::http_put::HttpPut>,
 }
 
 /// A cloud store's builder from the environment, with the URL, the retry policy and the
@@ -101,13 +105,19 @@ pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String>
     } else {
         Arc::new(PrefixStore::new(store, prefix))
     };
-    Ok(Built { store, multipart })
+    Ok(Built {
+        store,
+        multipart,
+        http_put: None,
+    })
 }
 
-/// A request may take a little longer than the whole operation, so the caller's own timeout is
-/// what fires, with a message that says so.
+/// The HTTP client's own limit on a whole request: only a backstop. The remote tier sets the
+/// real deadlines itself (the request timeout for an answer and for each silence, the minimum
+/// transfer speed for bodies, a deadline from the size for uploads), so a big object on a slow
+/// but steady link is not cut at the request timeout.
 fn request_timeout(opts: &StoreOptions<'_>) -> Duration {
-    opts.timeout + Duration::from_secs(1)
+    (opts.timeout + Duration::from_secs(1)).max(Duration::from_secs(6 * 3600))
 }
 
 fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built, String> {
@@ -115,10 +125,9 @@ fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built,
         .with_timeout(request_timeout(opts))
         .with_connect_timeout(opts.connect_timeout)
         .with_allow_http(true);
-    if let Some(token) = opts.token {
+    let auth = authorization(opts)?;
+    if let Some(value) = auth.clone() {
         let mut headers = object_store::HeaderMap::new();
-        let value = object_store::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "TICKVAULT_REMOTE_CACHE_TOKEN is not a valid header value".to_string())?;
         headers.insert("authorization", value);
         client = client.with_default_headers(headers);
     }
@@ -132,11 +141,47 @@ fn http(url: &Url, opts: &StoreOptions<'_>, retry: RetryConfig) -> Result<Built,
         .with_retry(retry)
         .build()
         .map_err(|e| e.to_string())?;
-    // HttpStore has no multipart upload: files are PUT whole.
+    // HttpStore has no multipart upload: files are PUT streamed, by our own client.
+    let http_put = super::http_put::HttpPut::new(&base, auth, opts.connect_timeout)?;
     Ok(Built {
         store: Arc::new(store),
         multipart: false,
+        http_put: Some(http_put),
     })
+}
+
+/// The `Authorization` header of an HTTP store: the bearer token, else Basic credentials.
+pub(crate) fn authorization(opts: &StoreOptions<'_>) -> Result<Option<object_store::HeaderValue>, String> {
+    let text = match (opts.token, opts.basic) {
+        (Some(token), _) => format!("Bearer {}", token.expose()),
+        (None, Some((user, pass))) => {
+            use base64_encode as b64;
+            format!("Basic {}", b64(format!("{user}:{}", pass.expose()).as_bytes()))
+        }
+        (None, None) => return Ok(None),
+    };
+    let mut value = object_store::HeaderValue::from_str(&text)
+        .map_err(|_| "the remote cache credentials are not a valid header value".to_string())?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// Standard base64 with padding (for Basic authorization).
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn file(url: &Url) -> Result<Built, String> {
@@ -146,6 +191,7 @@ fn file(url: &Url) -> Result<Built, String> {
     Ok(Built {
         store: Arc::new(store),
         multipart: true,
+        http_put: None,
     })
 }
 

@@ -300,18 +300,27 @@ impl Tiers {
             ),
         }
         let Some(r) = &self.remote else { return Ok(None) };
-        match r.get(key).await {
-            Ok(Some(c)) => {
-                // Back-fill: the local tier (the output reads from it) and memory.
-                self.local.put(&c).await.map_err(|source| ResolveError::Store {
-                    chunk: key.to_string(),
-                    source,
-                })?;
-                self.remember(&c).await;
+        if r.is_disabled() {
+            return Ok(None);
+        }
+        let store_err = |source| ResolveError::Store {
+            chunk: key.to_string(),
+            source,
+        };
+        // The object streams straight into a staged local file (the back-fill), verified
+        // there: never held in memory, renamed into the local tier only when sound.
+        let staged = self.local.stage(key).map_err(store_err)?;
+        match r.get_into(key, staged.path()).await {
+            Ok(Some(meta)) => {
+                let path = staged
+                    .commit()
+                    .map_err(|e| store_err(StoreError::io(format!("storing {key}"), e)))?;
                 let local = Chunk {
-                    data: ChunkData::File(self.local.path(key).into()),
-                    ..c
+                    key: key.clone(),
+                    meta,
+                    data: ChunkData::File(path.into()),
                 };
+                self.remember(&local).await;
                 Ok(Some(hit(local, Tier::Remote)))
             }
             Ok(None) => Ok(None),

@@ -121,7 +121,7 @@ pub(super) async fn stats(settings: &CacheSettings) -> Result<Stats, StoreError>
         .iter()
         .filter(|e| read_meta(&local.path(&e.key)).is_ok_and(|m| !m.complete))
         .count() as u64;
-    let temps = local.temp_files()?.len() as u64;
+    let temps = local.temp_files().len() as u64;
     let remote = match open_remote(settings)? {
         None => None,
         Some(store) => Some(match store.list().await {
@@ -189,8 +189,10 @@ pub struct VerifyReport {
     /// The local tier.
     #[serde(flatten)]
     pub local: TierVerify,
-    /// Stale temporary files removed.
+    /// Temporary files of processes that no longer exist, removed.
     pub temp_files_removed: u64,
+    /// Temporary files of processes still running, left alone.
+    pub temp_files_in_use: u64,
     /// The remote tier, if configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<TierVerify>,
@@ -229,8 +231,14 @@ pub(super) async fn verify(settings: &CacheSettings) -> Result<VerifyReport, Sto
         local: verify_tier(&local, true).await?,
         ..VerifyReport::default()
     };
-    for (temp, stale) in local.temp_files()? {
-        if stale && std::fs::remove_file(&temp).is_ok() {
+    for (temp, dead) in local.temp_files() {
+        if !dead {
+            report.temp_files_in_use += 1;
+        } else if std::fs::remove_file(&temp).is_ok() {
+            warn!(
+                "removed {}, a temporary file of a process that no longer runs",
+                temp.display()
+            );
             report.temp_files_removed += 1;
         }
     }
@@ -262,7 +270,18 @@ impl VerifyReport {
             let _ = writeln!(s, "  removed {r}");
         }
         if self.temp_files_removed > 0 {
-            let _ = writeln!(s, "local: {} stale temporary files removed", self.temp_files_removed);
+            let _ = writeln!(
+                s,
+                "local: {} temporary files of processes that no longer run removed",
+                self.temp_files_removed
+            );
+        }
+        if self.temp_files_in_use > 0 {
+            let _ = writeln!(
+                s,
+                "local: {} temporary files in use by running processes",
+                self.temp_files_in_use
+            );
         }
         if let Some(r) = &self.remote {
             match &r.note {

@@ -38,6 +38,9 @@ pub enum DownloadError {
     /// The request does not check out, or its metadata cannot be had.
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    /// Tardis could not be reached at all (DNS, refused, TLS): the message names the host.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl DownloadError {
@@ -76,8 +79,12 @@ fn fetcher(
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
-        keep_decoded: settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0,
+        keep_decoded: (settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0)
+            .then_some(settings.cache.memory_cache),
         exported_until: publication.exported_until,
+        min_speed: settings.min_speed,
+        limits: settings.limits,
+        mac: settings.cache.mac.clone(),
     };
     let fetcher =
         Fetcher::new(client, config, stats).map_err(|e| StoreError::io("starting the decoding threads", e))?;
@@ -106,9 +113,22 @@ pub(super) async fn run(
         .await
         .map_err(|e| StoreError::io("locking the cache", std::io::Error::other(e)))??;
     let local = LocalStore::open(&settings.cache.cache_dir)?;
-    local.clean_stale_spools();
+    let swept = {
+        let local = local.clone();
+        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
+            .await
+            .unwrap_or_default()
+    };
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary files left by processes that no longer run");
+    }
     let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
-    let remote = settings.cache.remote.as_ref().map(RemoteStore::open).transpose()?;
+    let remote = settings
+        .cache
+        .remote
+        .as_ref()
+        .map(|o| RemoteStore::open(o).map(|r| r.with_scratch(local.spool_dir())))
+        .transpose()?;
     let stats = Arc::new(FetchStats::default());
     let fetcher = fetcher(settings, client, &local, &publication, stats.clone())?;
     let tiered = Tiered::builder(local)
@@ -130,6 +150,14 @@ pub(super) async fn run(
         &cancel,
     )
     .await;
+    if let Some(f) = &fetcher
+        && let Some(why) = f.unreachable()
+    {
+        f.shutdown_decoders().await;
+        tiered.finish().await;
+        reporter.finish();
+        return Err(DownloadError::Unreachable(why));
+    }
     let tally = tally(&plan, &results);
     let interrupted = cancel.is_cancelled();
     let (written, uploaded) = if interrupted {
@@ -169,6 +197,7 @@ pub(super) async fn run(
         retries: stats.retries.load(Ordering::Relaxed),
         bytes: stats.bytes.load(Ordering::Relaxed),
         metadata_requests: metadata.requests(),
+        retries_by_reason: stats.retries_by_reason(),
     };
     summary.uploads = Uploads {
         uploaded: uploaded.uploaded,

@@ -101,6 +101,9 @@ impl Builder {
                 n.append_non_null();
             }
             Builder::Utf8 { values, offsets, nulls } => {
+                if let Err(e) = std::str::from_utf8(field) {
+                    return Err(format!("invalid UTF-8 at byte {} of the value", e.valid_up_to() + 1));
+                }
                 values.extend_from_slice(field);
                 let end =
                     i32::try_from(values.len()).map_err(|_| "more than 2 GiB of text in one batch".to_string())?;
@@ -243,7 +246,18 @@ pub(crate) struct CsvDecoder {
     line: u64,
     /// Rows decoded, over all batches.
     total_rows: u64,
+    /// Text bytes in the batch being built: a batch is cut early past [`MAX_BATCH_TEXT`].
+    text_bytes: usize,
+    /// Longest line accepted.
+    max_line: usize,
+    /// Most inflated bytes accepted, and how many were seen (the header included).
+    max_inflated: u64,
+    inflated: u64,
 }
+
+/// A batch is cut when its text columns hold this many bytes, whatever its row count, so long
+/// text values (up to the line limit each) cannot make a batch of gigabytes.
+const MAX_BATCH_TEXT: usize = 16 << 20;
 
 impl CsvDecoder {
     /// A decoder for the lines after the header (`first_line` is the header's line + 1).
@@ -258,7 +272,20 @@ impl CsvDecoder {
             batch_rows,
             line: first_line,
             total_rows: 0,
+            text_bytes: 0,
+            max_line: usize::MAX,
+            max_inflated: u64::MAX,
+            inflated: 0,
         }
+    }
+
+    /// Applies `limits`; `already` inflated bytes were read before the first data line.
+    #[must_use]
+    pub fn with_limits(mut self, limits: super::DecodeLimits, already: u64) -> Self {
+        self.max_line = limits.max_line;
+        self.max_inflated = limits.max_inflated;
+        self.inflated = already;
+        self
     }
 
     fn row_error(&self, col: usize, reason: String) -> RowError {
@@ -307,6 +334,9 @@ impl CsvDecoder {
                     pos = at + 1;
                 }
                 b'\n' => {
+                    if at - line_start > self.max_line {
+                        return Err(DecodeStep::LineTooLong(self.line));
+                    }
                     self.end_line(&block[field_start..at], col, emit)?;
                     col = 0;
                     line_start = at + 1;
@@ -340,6 +370,9 @@ impl CsvDecoder {
 
     fn push<E>(&mut self, col: usize, field: &[u8]) -> Result<(), DecodeStep<E>> {
         let nullable = self.columns[col].nullable;
+        if self.columns[col].kind == ColumnKind::Utf8 {
+            self.text_bytes += field.len();
+        }
         self.builders[col]
             .push(field, nullable)
             .map_err(|reason| DecodeStep::Row(self.row_error(col, reason)))
@@ -391,7 +424,7 @@ impl CsvDecoder {
         self.rows += 1;
         self.total_rows += 1;
         self.line += 1;
-        if self.rows == self.batch_rows {
+        if self.rows == self.batch_rows || self.text_bytes > MAX_BATCH_TEXT {
             let batch = self.flush().map_err(DecodeStep::Arrow)?;
             if let Some(b) = batch {
                 emit(b).map_err(DecodeStep::Sink)?;
@@ -410,6 +443,7 @@ impl CsvDecoder {
         }
         let rows = self.rows;
         self.rows = 0;
+        self.text_bytes = 0;
         let columns = self
             .builders
             .iter_mut()
@@ -430,6 +464,8 @@ impl CsvDecoder {
 #[derive(Debug)]
 pub(crate) enum DecodeStep<E> {
     Row(RowError),
+    /// The line with this number is over the limit.
+    LineTooLong(u64),
     Arrow(ArrowError),
     Sink(E),
 }
@@ -452,9 +488,18 @@ pub(crate) fn decode_stream<R: BufRead, E>(
         }
         let n = buf.len();
         bytes += n as u64;
+        decoder.inflated += n as u64;
+        if decoder.inflated > decoder.max_inflated {
+            return Err(StreamError::TooBig);
+        }
         // Decode up to the last line end; keep the partial line for the next block.
         match memchr::memrchr(b'\n', buf) {
-            None => carry.extend_from_slice(buf),
+            None => {
+                if carry.len() + n > decoder.max_line {
+                    return Err(StreamError::LineTooLong(decoder.line));
+                }
+                carry.extend_from_slice(buf);
+            }
             Some(last) => {
                 if carry.is_empty() {
                     decoder
@@ -464,6 +509,9 @@ pub(crate) fn decode_stream<R: BufRead, E>(
                     carry.extend_from_slice(&buf[..=last]);
                     decoder.decode_lines(&carry, &mut emit).map_err(StreamError::from)?;
                     carry.clear();
+                }
+                if n - last - 1 > decoder.max_line {
+                    return Err(StreamError::LineTooLong(decoder.line));
                 }
                 carry.extend_from_slice(&buf[last + 1..]);
             }
@@ -483,6 +531,10 @@ pub(crate) fn decode_stream<R: BufRead, E>(
 #[derive(Debug)]
 pub(crate) enum StreamError<E> {
     Io(std::io::Error),
+    /// The line with this number is over the limit.
+    LineTooLong(u64),
+    /// More inflated bytes than the limit.
+    TooBig,
     Row(RowError),
     Arrow(ArrowError),
     Sink(E),
@@ -492,6 +544,7 @@ impl<E> From<DecodeStep<E>> for StreamError<E> {
     fn from(s: DecodeStep<E>) -> Self {
         match s {
             DecodeStep::Row(r) => StreamError::Row(r),
+            DecodeStep::LineTooLong(l) => StreamError::LineTooLong(l),
             DecodeStep::Arrow(a) => StreamError::Arrow(a),
             DecodeStep::Sink(e) => StreamError::Sink(e),
         }
@@ -590,14 +643,42 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_an_error_not_garbage() {
+    fn invalid_utf8_is_an_error_naming_line_and_column() {
         let mut d = CsvDecoder::new(DataType::Trades, 2);
-        let mut body = b"x,Y,1,2,".to_vec();
-        body.extend([0xff, 0xfe]);
+        let mut body = b"x,Y,1,2,a,buy,1,2\nx,Y,1,2,".to_vec();
+        body.extend([b'o', 0xff, 0xfe]);
         body.extend(b",buy,1,2\n");
         let mut r = std::io::BufReader::new(&body[..]);
         let e = decode_stream(&mut d, &mut r, |_| Ok::<_, std::convert::Infallible>(())).unwrap_err();
-        assert!(matches!(e, StreamError::Arrow(_)), "{e:?}");
+        let StreamError::Row(r) = e else { panic!("{e:?}") };
+        assert_eq!((r.line, r.column.as_str()), (3, "id"));
+        assert!(r.reason.contains("invalid UTF-8 at byte 2"), "{r}");
+    }
+
+    #[test]
+    fn lines_and_days_over_their_limits_fail_naming_the_line() {
+        let limits = crate::decode::DecodeLimits {
+            max_line: 64,
+            max_inflated: 10_000,
+        };
+        let long = format!("x,Y,1,2,a,buy,1,2\nx,Y,1,2,{},buy,1,2\n", "z".repeat(100));
+        for block in [8, 1 << 16] {
+            let mut d = CsvDecoder::new(DataType::Trades, 2).with_limits(limits, 0);
+            let mut r = std::io::BufReader::with_capacity(block, long.as_bytes());
+            let e = decode_stream(&mut d, &mut r, |_| Ok::<_, std::convert::Infallible>(())).unwrap_err();
+            assert!(matches!(e, StreamError::LineTooLong(3)), "block {block}: {e:?}");
+        }
+        // No line end at all: stopped at the limit, not at the end of the input.
+        let zeros = vec![0u8; 1 << 20];
+        let mut d = CsvDecoder::new(DataType::Trades, 2).with_limits(limits, 0);
+        let mut r = std::io::BufReader::with_capacity(16, &zeros[..]);
+        let e = decode_stream(&mut d, &mut r, |_| Ok::<_, std::convert::Infallible>(())).unwrap_err();
+        assert!(matches!(e, StreamError::LineTooLong(2)), "{e:?}");
+        let many = "x,Y,1,2,a,buy,1,2\n".repeat(1000);
+        let mut d = CsvDecoder::new(DataType::Trades, 2).with_limits(limits, 0);
+        let mut r = std::io::BufReader::with_capacity(64, many.as_bytes());
+        let e = decode_stream(&mut d, &mut r, |_| Ok::<_, std::convert::Infallible>(())).unwrap_err();
+        assert!(matches!(e, StreamError::TooBig), "{e:?}");
     }
 
     #[test]

@@ -56,6 +56,35 @@ pub enum DecodeError {
         /// The cause.
         source: ArrowError,
     },
+    /// The body is not gzip at all (an HTML page from a proxy, a captive portal, a CDN): the
+    /// same on every attempt, so never retried.
+    #[error(
+        "{file}: not a gzip file (it starts with {start:?}): a proxy or captive portal answered instead of Tardis?"
+    )]
+    NotGzip {
+        /// The file (a dataset path or file name; never a URL with credentials).
+        file: String,
+        /// Its first bytes, printable.
+        start: String,
+    },
+    /// A line longer than [`DecodeLimits::max_line`].
+    #[error("{file}: line {line} is longer than {limit} bytes (--max-line-size)")]
+    LineTooLong {
+        /// The file (a dataset path or file name; never a URL with credentials).
+        file: String,
+        /// 1-based line number.
+        line: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// More inflated bytes than [`DecodeLimits::max_inflated`] (a gzip bomb).
+    #[error("{file}: inflates to more than {limit} bytes (--max-inflated-size): a gzip bomb?")]
+    TooBig {
+        /// The file (a dataset path or file name; never a URL with credentials).
+        file: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The gzip stream is corrupt or truncated (bad CRC, missing trailer, bad deflate data).
     #[error("{file}: corrupt or truncated gzip")]
     Gzip {
@@ -85,6 +114,27 @@ pub enum DecodeError {
     },
 }
 
+/// Limits on what one body may decode to, so that no input costs unbounded memory or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Longest line accepted, in bytes (`--max-line-size`). A line is held whole while it is
+    /// parsed, so this bounds the decoder's memory whatever arrives.
+    pub max_line: usize,
+    /// Most inflated bytes accepted (`--max-inflated-size`): a gzip bomb stops here.
+    pub max_inflated: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 1 MiB per line (the widest Tardis rows, book_snapshot_25, are about 2 KB) and 256 GiB
+    /// per day (the largest days, options_chain at 4.5 to 9.5 GB of gzip, inflate to tens of GB).
+    fn default() -> Self {
+        Self {
+            max_line: 1 << 20,
+            max_inflated: 256 << 30,
+        }
+    }
+}
+
 /// Marks an `io::Error` as coming from the compressed input rather than from the gzip decoder,
 /// so the two can be told apart after flate2 has passed the error through.
 #[derive(Debug, thiserror::Error)]
@@ -108,13 +158,63 @@ where
     R: Read,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut compressed = BufReader::with_capacity(COMPRESSED_BUF, input);
-    let is_empty = compressed.fill_buf().map_err(|e| input_or_gzip(file, e))?.is_empty();
-    if is_empty {
+    decode_gzip_csv_limited(data_type, file, input, DecodeLimits::default(), sink)
+}
+
+/// As [`decode_gzip_csv`], within `limits`.
+///
+/// # Errors
+/// As [`decode_gzip_csv`], and [`DecodeError::NotGzip`], [`DecodeError::LineTooLong`],
+/// [`DecodeError::TooBig`].
+pub fn decode_gzip_csv_limited<R, E>(
+    data_type: DataType,
+    file: &str,
+    mut input: R,
+    limits: DecodeLimits,
+    sink: impl FnMut(RecordBatch) -> Result<(), E>,
+) -> Result<u64, DecodeError>
+where
+    R: Read,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    // The first two bytes decide: nothing (a day without data), gzip's magic, or not gzip.
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match input.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(input_or_gzip(file, e)),
+        }
+    }
+    if got == 0 {
         return Ok(0);
     }
+    if got == 2 && magic != [0x1f, 0x8b] {
+        let mut start = magic.to_vec();
+        let _ = input.by_ref().take(38).read_to_end(&mut start);
+        return Err(DecodeError::NotGzip {
+            file: file.to_string(),
+            start: printable(&start),
+        });
+    }
+    let compressed = BufReader::with_capacity(COMPRESSED_BUF, io::Cursor::new(magic[..got].to_vec()).chain(input));
     let csv = BufReader::with_capacity(CSV_BUF, MultiGzDecoder::new(compressed));
-    decode_csv(data_type, file, csv, sink)
+    decode_csv_limited(data_type, file, csv, limits, sink)
+}
+
+/// The first bytes of a body, for a message: printable ASCII kept, the rest as `.`.
+fn printable(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
 }
 
 fn input_or_gzip(file: &str, e: io::Error) -> DecodeError {
@@ -146,19 +246,57 @@ where
     R: BufRead,
     E: std::error::Error + Send + Sync + 'static,
 {
+    decode_csv_limited(data_type, file, csv, DecodeLimits::default(), sink)
+}
+
+/// As [`decode_csv`], within `limits`.
+///
+/// # Errors
+/// As [`decode_gzip_csv_limited`].
+pub fn decode_csv_limited<R, E>(
+    data_type: DataType,
+    file: &str,
+    csv: R,
+    limits: DecodeLimits,
+    sink: impl FnMut(RecordBatch) -> Result<(), E>,
+) -> Result<u64, DecodeError>
+where
+    R: BufRead,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let mut csv = csv;
     let io_err = |e: io::Error| input_or_gzip(file, e);
 
-    // The header: checked by us, so the error can say exactly which columns differ.
+    // The header: checked by us, so the error can say exactly which columns differ. Read
+    // within the line limit: a header that never ends must not fill the memory.
     let mut header = Vec::new();
-    csv.read_until(b'\n', &mut header).map_err(io_err)?;
+    (&mut csv)
+        .take(limits.max_line as u64 + 1)
+        .read_until(b'\n', &mut header)
+        .map_err(io_err)?;
+    if header.len() > limits.max_line {
+        return Err(DecodeError::LineTooLong {
+            file: file.to_string(),
+            line: 1,
+            limit: limits.max_line,
+        });
+    }
     if header.is_empty() {
         return Ok(0);
     }
     header::check(data_type, file, &header)?;
 
-    let mut decoder = csv::CsvDecoder::new(data_type, 2);
+    let mut decoder = csv::CsvDecoder::new(data_type, 2).with_limits(limits, header.len() as u64);
     csv::decode_stream(&mut decoder, &mut csv, sink).map_err(|e| match e {
+        csv::StreamError::LineTooLong(line) => DecodeError::LineTooLong {
+            file: file.to_string(),
+            line,
+            limit: limits.max_line,
+        },
+        csv::StreamError::TooBig => DecodeError::TooBig {
+            file: file.to_string(),
+            limit: limits.max_inflated,
+        },
         csv::StreamError::Io(e) => io_err(e),
         csv::StreamError::Row(source) => DecodeError::Row {
             file: file.to_string(),
@@ -298,5 +436,118 @@ mod tests {
             "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\nx,Y,1,2,,,100.5,3\n";
         let b = &decode(DataType::Quotes, &gz(q.as_bytes())).unwrap()[0];
         assert!(b.column(4).is_null(0) && b.column(5).is_null(0) && !b.column(6).is_null(0));
+    }
+}
+
+/// Property tests: arbitrary bytes and truncations never panic, never take memory beyond the
+/// limits, and either fail or give exactly the rows of the CSV.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: &str = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n";
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Decodes within small limits; returns the rows as text (or the error).
+    fn rows(body: &[u8], limits: DecodeLimits) -> Result<Vec<String>, DecodeError> {
+        let mut out = Vec::new();
+        decode_gzip_csv_limited(DataType::Trades, "p.csv.gz", body, limits, |b: RecordBatch| {
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = b.columns().iter().map(|c| arrow_cast_display(c.as_ref(), r)).collect();
+                out.push(cells.join(","));
+            }
+            Ok::<_, io::Error>(())
+        })?;
+        Ok(out)
+    }
+
+    fn arrow_cast_display(c: &dyn arrow_array::Array, r: usize) -> String {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+        if c.is_null(r) {
+            return String::new();
+        }
+        match c.data_type() {
+            arrow_schema::DataType::Utf8 => c.as_string::<i32>().value(r).to_string(),
+            arrow_schema::DataType::Float64 => c.as_primitive::<Float64Type>().value(r).to_string(),
+            _ => c.as_primitive::<TimestampMicrosecondType>().value(r).to_string(),
+        }
+    }
+
+    /// A valid trades row from arbitrary numbers.
+    fn row() -> impl Strategy<Value = String> {
+        (
+            0i64..1 << 50,
+            0i64..1 << 50,
+            "[a-z0-9]{0,12}",
+            prop::bool::ANY,
+            0u32..1_000_000,
+            1u32..1000,
+        )
+            .prop_map(|(t, l, id, buy, p, a)| {
+                format!("x,Y,{t},{l},{id},{},{p}.5,{a}", if buy { "buy" } else { "sell" })
+            })
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_line: 4096,
+        max_inflated: 1 << 20,
+    };
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = rows(&body, LIMITS);
+            let mut gzipped = gz(HEADER.as_bytes());
+            gzipped.extend(gz(&body));
+            let _ = rows(&gzipped, LIMITS);
+        }
+
+        #[test]
+        fn valid_files_decode_exactly_and_truncations_fail_or_give_a_prefix(
+            lines in prop::collection::vec(row(), 0..200),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let csv = format!("{HEADER}{}", lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+            let body = gz(csv.as_bytes());
+            let got = rows(&body, LIMITS).unwrap();
+            let want: Vec<String> = lines
+                .iter()
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    let price: f64 = f[6].parse().unwrap();
+                    let amount: f64 = f[7].parse().unwrap();
+                    format!("{},{},{},{},{},{},{price},{amount}", f[0], f[1], f[2], f[3], f[4], f[5])
+                })
+                .collect();
+            prop_assert_eq!(&got, &want);
+            // Any cut of the gzip body: an error, never silently fewer rows.
+            let at = cut.index(body.len());
+            if at > 0 && at < body.len() {
+                prop_assert!(rows(&body[..at], LIMITS).is_err());
+            }
+        }
+
+        #[test]
+        fn lines_past_the_limit_always_fail_with_their_number(extra in 0usize..10_000, before in 0usize..5) {
+            let mut csv = HEADER.to_string();
+            for i in 0..before {
+                csv.push_str(&format!("x,Y,{i},{i},a,buy,1,1\n"));
+            }
+            csv.push_str(&format!("x,Y,1,1,{},buy,1,1\n", "z".repeat(LIMITS.max_line + extra)));
+            match rows(&gz(csv.as_bytes()), LIMITS) {
+                Err(DecodeError::LineTooLong { line, .. }) => prop_assert_eq!(line, before as u64 + 2),
+                other => prop_assert!(false, "{:?}", other.map(|r| r.len())),
+            }
+        }
     }
 }

@@ -105,9 +105,16 @@ impl Admission {
 
     /// Stops the run: every later [`Self::admit`] fails with `reason` (the first reason wins).
     pub(crate) fn stop(&self, reason: String) {
+        self.stop_with(reason, true);
+    }
+
+    /// As [`Self::stop`]; `announce` false when the caller reports the reason itself.
+    pub(crate) fn stop_with(&self, reason: String, announce: bool) {
         let mut s = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if s.is_none() {
-            warn!("stopping downloads: {reason}");
+            if announce {
+                warn!("stopping downloads: {reason}");
+            }
             *s = Some(reason);
         }
     }

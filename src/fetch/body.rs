@@ -9,11 +9,11 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use tracing::debug;
 
-use super::job::write_chunk_file;
+use super::job::{DecodeJob, write_chunk_file};
 use super::spool::{SpoolWriter, spool};
 use super::{FetchError, Fetched, Fetcher};
 use crate::cache::chunk_file::ChunkMeta;
-use crate::model::ChunkKey;
+use crate::model::{ChunkKey, SpeedMeter, TooSlow};
 use crate::tardis::{HttpError, redact_url};
 
 /// What the decode job hands back: the chunk file's metadata and, if asked, the batches.
@@ -41,29 +41,44 @@ impl Fetcher {
         if let Err(e) = &response
             && e.stops_the_run()
         {
-            let reason = match e {
-                HttpError::Status { status: 401, .. } => format!("Tardis refused the API key ({e})"),
-                _ => e.to_string(),
-            };
-            self.admission.stop(reason);
+            match e {
+                HttpError::Status { status: 401, .. } => {
+                    self.admission.stop(format!("Tardis refused the API key ({e})"));
+                }
+                // Reported once, as the run's error.
+                HttpError::Unreachable { .. } => {
+                    self.set_unreachable(e.to_string());
+                    self.admission.stop_with(e.to_string(), false);
+                }
+                _ => self.admission.stop(e.to_string()),
+            }
         }
         // The answer's status is known (and a fatal one recorded): the other chunks may start.
         self.probes.arrive(key);
         let response = response?;
         let expected = response.content_length();
         let seq = self.spool_seq.fetch_add(1, Ordering::Relaxed);
-        let spool_path = self.spool_dir.join(format!("{}-{seq}.spool", std::process::id()));
+        let spool_path = self
+            .spool_dir
+            .join(format!("{}{seq}.spool", crate::cache::temps::prefix()));
         let (writer, reader) = spool(spool_path.clone())
             .map_err(|e| FetchError::local(format!("creating spool file {}", spool_path.display()), e))?;
 
         // Decode on a pool thread once one is free; meanwhile the body keeps spooling.
         let decoders = self.decoders.clone();
-        let (job_key, job_dest) = (key.clone(), dest.to_path_buf());
-        let keep_decoded = self.keep_decoded;
+        let job = DecodeJob {
+            key: key.clone(),
+            dest: dest.to_path_buf(),
+            complete,
+            limits: self.limits,
+            mac: self.mac.clone(),
+            scratch: self.spool_dir.clone(),
+            keep_decoded: self.keep_decoded,
+        };
         let decode = tokio::spawn(async move {
-            let name = job_key.to_string();
+            let name = job.key.to_string();
             decoders
-                .run(move || write_chunk_file(&job_key, reader, &job_dest, complete, keep_decoded))
+                .run(move || write_chunk_file(&job, reader))
                 .await
                 .unwrap_or_else(|e| Err(FetchError::local(format!("decoding {name}"), e)))
         });
@@ -95,6 +110,16 @@ impl Fetcher {
         }
     }
 
+    fn too_slow(&self, url: &str, slow: TooSlow) -> FetchError {
+        HttpError::TooSlow {
+            url: url.to_string(),
+            bytes: slow.bytes,
+            window: self.min_speed.window,
+            min_per_sec: self.min_speed.bytes_per_sec,
+        }
+        .into()
+    }
+
     /// Streams the body into the spool. Returns the writer and the failure, if the body did not
     /// arrive whole.
     async fn stream_body(
@@ -108,7 +133,19 @@ impl Fetcher {
     ) -> (SpoolWriter, Option<FetchError>) {
         let mut stream = response.bytes_stream();
         let mut progress = self.stats.body(expected);
-        while let Some(piece) = stream.next().await {
+        let mut meter = SpeedMeter::start(self.min_speed, std::time::Instant::now());
+        loop {
+            let next = match meter.time_left(std::time::Instant::now()) {
+                None => stream.next().await,
+                Some(left) => match tokio::time::timeout(left, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => match meter.check(std::time::Instant::now()) {
+                        Ok(()) => continue,
+                        Err(slow) => return (writer, Some(self.too_slow(url, slow))),
+                    },
+                },
+            };
+            let Some(piece) = next else { break };
             let bytes = match piece {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -121,6 +158,9 @@ impl Fetcher {
                 }
             };
             progress.add(bytes.len() as u64);
+            if let Err(slow) = meter.add(bytes.len() as u64, std::time::Instant::now()) {
+                return (writer, Some(self.too_slow(url, slow)));
+            }
             match writer.append(&bytes) {
                 Ok(true) => {}
                 // The decoder stopped (its error is the one to report).

@@ -68,6 +68,8 @@ impl FetchError {
             FetchError::Http(e) => e.retryable(),
             // A truncated gzip or one failing its CRC is a damaged transfer: fetch again.
             // A header mismatch or an unparsable row is in the file itself: retrying cannot help.
+            // A body that is not gzip at all (an HTML page from a proxy or captive portal), a
+            // line or a day over its limit, are the same on every attempt: final.
             FetchError::Decode(e) => matches!(e, DecodeError::Gzip { .. } | DecodeError::Input { .. }),
             FetchError::KeyRequired { .. }
             | FetchError::Local { .. }
@@ -81,6 +83,24 @@ impl FetchError {
         match self {
             FetchError::Http(e) => e.retry_after(),
             _ => None,
+        }
+    }
+
+    /// Whether the next delay is twice the usual (a 500, as the official client does).
+    pub fn doubles_the_delay(&self) -> bool {
+        matches!(self, FetchError::Http(HttpError::Status { status: 500, .. }))
+    }
+
+    /// Why an attempt failed, as counted in the summary's retries by reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FetchError::Http(e) => e.reason(),
+            FetchError::Decode(DecodeError::Input { .. }) => "body_interrupted",
+            FetchError::Decode(_) => "damaged_body",
+            FetchError::KeyRequired { .. } => "no_key",
+            FetchError::Local { .. } => "local",
+            FetchError::Aborted { .. } => "aborted",
+            FetchError::GaveUp { last, .. } => last.reason(),
         }
     }
 }

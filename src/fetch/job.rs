@@ -1,71 +1,107 @@
 //! The decode job of a fetched body, run on a decoder thread: gzip CSV → typed batches → a
 //! sealed chunk file at the destination. Tardis orders each file by `local_timestamp`; a file
-//! that is not gets its rows sorted (stably) so the merge can stream.
+//! that is not gets its rows sorted (stably, in bounded memory: [`super::sort`]) so the merge
+//! can stream.
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
+
 use tracing::{info, warn};
 
 use super::FetchError;
-use crate::cache::chunk_file::{ChunkData, ChunkFileWriter, ChunkMeta};
-use crate::decode::decode_gzip_csv;
-use crate::model::{ChunkKey, DataType, local_ts};
-use crate::parquet::atomic::AtomicFile;
+use super::sort::{RUN_BYTES, SortJob, sort_chunk_file};
+use crate::cache::chunk_file::{ChunkFileWriter, ChunkMeta};
+use crate::decode::{DecodeLimits, decode_gzip_csv_limited};
+use crate::model::ChunkKey;
+use crate::parquet::mac::MacKey;
 use crate::parquet::sealed::{SealedError, reopen_sealed_file};
 
-/// Decodes a body into the chunk file staged at `dest`. Blocking. With `keep_decoded`, the
+/// One body to decode into a chunk file.
+pub(super) struct DecodeJob {
+    /// The chunk.
+    pub key: ChunkKey,
+    /// The staged chunk file to write.
+    pub dest: PathBuf,
+    /// Whether Tardis has finished exporting the day.
+    pub complete: bool,
+    /// Limits on what the body may decode to.
+    pub limits: DecodeLimits,
+    /// The team key: the chunk file carries its MAC.
+    pub mac: Option<MacKey>,
+    /// Where sort runs are spilled.
+    pub scratch: PathBuf,
+    /// Hand back the decoded batches, up to this many bytes of them (the memory tier's
+    /// capacity: a day larger than that would not stay resident anyway).
+    pub keep_decoded: Option<u64>,
+}
+
+/// Decodes a body into the chunk file staged at `job.dest`. Blocking. With `keep_decoded`, the
 /// decoded batches are returned too (for a merge that would otherwise read them back).
 pub(super) fn write_chunk_file(
-    key: &ChunkKey,
+    job: &DecodeJob,
     body: impl Read,
-    dest: &Path,
-    complete: bool,
-    keep_decoded: bool,
 ) -> Result<(ChunkMeta, Option<Vec<RecordBatch>>), FetchError> {
+    let (key, dest) = (&job.key, job.dest.as_path());
     let file = reopen_sealed_file(dest).map_err(|e| FetchError::local(format!("opening {}", dest.display()), e))?;
-    let mut writer = ChunkFileWriter::new(file, key.data_type).map_err(file_err(dest))?;
-    let mut kept = Vec::new();
-    decode_gzip_csv(key.data_type, &key.url_path(), body, |batch| {
+    let mac = job.mac.as_ref().map(|m| (m, key));
+    let mut writer = ChunkFileWriter::with_mac(file, key.data_type, mac).map_err(file_err(dest))?;
+    let mut kept = Kept::new(job.keep_decoded);
+    decode_gzip_csv_limited(key.data_type, &key.url_path(), body, job.limits, |batch| {
         writer.write(&batch)?;
-        if keep_decoded {
-            kept.push(batch);
-        }
+        kept.push(batch);
         Ok::<_, SealedError>(())
     })?;
     let sorted = writer.stats().sorted;
-    let meta = seal(writer, key, dest, complete)?;
+    let meta = seal(writer, key, dest, job.complete)?;
     if sorted {
-        return Ok((meta, keep_decoded.then_some(kept)));
+        return Ok((meta, kept.batches()));
     }
     warn!("{key}: rows are not ordered by local_timestamp; sorting them");
-    let meta = rewrite_sorted(key, dest, complete)?;
+    let sort = SortJob {
+        key,
+        complete: job.complete,
+        mac: job.mac.as_ref(),
+        scratch: &job.scratch,
+        run_bytes: RUN_BYTES,
+    };
+    let meta = sort_chunk_file(&sort, dest)?;
     info!("{key}: sorted {} rows by local_timestamp", meta.rows);
     Ok((meta, None))
 }
 
-/// Rewrites the chunk file at `dest` with its rows sorted. Holds the whole day in memory, so it
-/// is a last resort.
-fn rewrite_sorted(key: &ChunkKey, dest: &Path, complete: bool) -> Result<ChunkMeta, FetchError> {
-    let batches = ChunkData::File(dest.into())
-        .reader(key.data_type.batch_rows())
-        .map_err(file_err(dest))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(dest)(e.into()))?;
-    let all = sort_by_local_ts(key.data_type, &batches).map_err(file_err(dest))?;
-    let tmp = AtomicFile::create(dest)
-        .map_err(|e| FetchError::local(format!("creating a file beside {}", dest.display()), e))?;
-    let handle = tmp
-        .handle()
-        .map_err(|e| FetchError::local(format!("opening {}", tmp.path().display()), e))?;
-    let mut writer = ChunkFileWriter::new(handle, key.data_type).map_err(file_err(tmp.path()))?;
-    writer.write(&all).map_err(file_err(tmp.path()))?;
-    let meta = seal(writer, key, tmp.path(), complete)?;
-    tmp.commit()
-        .map_err(|e| FetchError::local(format!("replacing {}", dest.display()), e))?;
-    Ok(meta)
+/// Decoded batches kept for the memory tier, up to a byte budget: past it, none are kept.
+struct Kept {
+    batches: Vec<RecordBatch>,
+    bytes: u64,
+    budget: Option<u64>,
+}
+
+impl Kept {
+    fn new(budget: Option<u64>) -> Self {
+        Self {
+            batches: Vec::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn push(&mut self, batch: RecordBatch) {
+        let Some(budget) = self.budget else { return };
+        self.bytes += batch.get_array_memory_size() as u64;
+        if self.bytes > budget {
+            self.budget = None;
+            self.batches = Vec::new();
+        } else {
+            self.batches.push(batch);
+        }
+    }
+
+    fn batches(self) -> Option<Vec<RecordBatch>> {
+        self.budget.map(|_| self.batches)
+    }
 }
 
 /// Seals a chunk file and makes it durable.
@@ -79,39 +115,4 @@ fn seal(writer: ChunkFileWriter<File>, key: &ChunkKey, path: &Path, complete: bo
 fn file_err(path: &Path) -> impl Fn(SealedError) -> FetchError {
     let what = format!("writing {}", path.display());
     move |e| FetchError::local(what.clone(), e)
-}
-
-/// Stable-sorts all rows of `batches` by `local_timestamp` (rows with equal timestamps keep
-/// their file order).
-fn sort_by_local_ts(data_type: DataType, batches: &[RecordBatch]) -> Result<RecordBatch, SealedError> {
-    let all = arrow_select::concat::concat_batches(&data_type.schema(), batches)?;
-    let Some(ts) = local_ts(&all) else {
-        return Ok(all);
-    };
-    let values = ts.values();
-    let mut idx: Vec<u32> = (0..all.num_rows() as u32).collect();
-    idx.sort_by_key(|&i| values[i as usize]);
-    let indices = arrow_array::UInt32Array::from(idx);
-    let columns: Vec<ArrayRef> = all
-        .columns()
-        .iter()
-        .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
-        .collect::<Result<_, _>>()?;
-    Ok(RecordBatch::try_new(data_type.schema(), columns)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_array::StringArray;
-
-    #[test]
-    fn sorting_is_stable() {
-        let batch = crate::model::testing::trades_batch("A", &[5, 1, 5, 0]);
-        let sorted = sort_by_local_ts(DataType::Trades, &[batch]).unwrap();
-        let ts = local_ts(&sorted).unwrap().values().to_vec();
-        assert_eq!(ts, vec![0, 1, 5, 5]);
-        let ids = sorted.column(4).as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!((ids.value(2), ids.value(3)), ("A0", "A2"));
-    }
 }

@@ -15,12 +15,14 @@ mod job;
 mod pool;
 mod probe;
 mod retry;
+mod sort;
 mod spool;
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tracing::info;
 
@@ -34,7 +36,9 @@ use self::pool::Pool;
 use self::probe::Probes;
 use crate::cache::Batches;
 use crate::cache::chunk_file::ChunkMeta;
-use crate::model::ChunkKey;
+use crate::decode::DecodeLimits;
+use crate::model::{ChunkKey, MinSpeed};
+use crate::parquet::mac::MacKey;
 use crate::tardis::TardisClient;
 
 /// Counters of the traffic to Tardis, shared with the summary.
@@ -52,9 +56,31 @@ pub struct FetchStats {
     pub bodies_expected: AtomicU64,
     /// What has arrived of them.
     pub bodies_received: AtomicU64,
+    /// Retries by the reason of the failed attempt (`rate_limited`, `server_error`, …).
+    pub retry_reasons: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl FetchStats {
+    /// Counts a retry after a failure for `reason`.
+    pub fn count_retry(&self, reason: &'static str) {
+        *self
+            .retry_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Retries by reason.
+    pub fn retries_by_reason(&self) -> BTreeMap<String, u64> {
+        self.retry_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect()
+    }
+
     /// Counts a body of `expected` bytes as streaming until the guard is dropped.
     pub(crate) fn body(&self, expected: Option<u64>) -> BodyProgress<'_> {
         if let Some(n) = expected {
@@ -111,11 +137,18 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
-    /// Hand back the decoded batches of each fetched chunk (for `--order time`).
-    pub keep_decoded: bool,
+    /// Hand back the decoded batches of each fetched chunk, up to this many bytes of them (for
+    /// `--order time`: the memory tier's capacity).
+    pub keep_decoded: Option<u64>,
     /// `datasets.exportedUntil` of the exchange, when known: later days are fetched but
     /// marked incomplete.
     pub exported_until: Option<jiff::Timestamp>,
+    /// The slowest body accepted.
+    pub min_speed: MinSpeed,
+    /// Limits on what one body may decode to.
+    pub limits: DecodeLimits,
+    /// The team key: chunk files written carry its MAC.
+    pub mac: Option<MacKey>,
 }
 
 /// The outcome of a successful fetch: the chunk file written at the requested path.
@@ -139,9 +172,14 @@ pub struct Fetcher {
     decoders: Arc<Pool>,
     retry: RetryPolicy,
     spool_dir: PathBuf,
-    keep_decoded: bool,
+    keep_decoded: Option<u64>,
     stats: Arc<FetchStats>,
     spool_seq: AtomicU64,
+    min_speed: MinSpeed,
+    limits: DecodeLimits,
+    mac: Option<MacKey>,
+    /// Set when Tardis could not be reached at all: the run stops and says why, once.
+    unreachable: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -169,6 +207,10 @@ impl Fetcher {
             keep_decoded: config.keep_decoded,
             stats,
             spool_seq: AtomicU64::new(0),
+            min_speed: config.min_speed,
+            limits: config.limits,
+            mac: config.mac,
+            unreachable: Mutex::new(None),
         })
     }
 
@@ -200,6 +242,19 @@ impl Fetcher {
         }
     }
 
+    /// Why Tardis could not be reached at all, if it could not (the run then stops).
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records that Tardis cannot be reached.
+    fn set_unreachable(&self, why: String) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
+
     /// Fetches `key` and writes its chunk file into the staged file `dest`. The chunk is
     /// marked complete when Tardis has finished exporting its day.
     ///
@@ -216,6 +271,7 @@ impl Fetcher {
             &self.retry,
             |n| self.attempt(key, dest, complete, n),
             |err, delay, n| {
+                self.stats.count_retry(err.reason());
                 if let Some(ra) = err.retry_after() {
                     self.admission.pause_for(ra);
                 }

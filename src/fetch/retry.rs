@@ -1,12 +1,16 @@
 //! The retry policy: which failures are tried again ([`FetchError::retryable`]), how long to
-//! wait (exponential backoff with jitter, or the server's `Retry-After`), and how many times.
-//! Every attempt starts again from byte 0: a retried chunk is fetched and decoded whole.
+//! wait, and how many times. Every attempt starts again from byte 0: a retried chunk is fetched
+//! and decoded whole.
+//!
+//! The defaults are the official client's (tardis-python 5.0.4 `_http.py`
+//! `reliable_download`): 30 attempts, a delay of `min(2^n, 120)` s plus up to 0.5 s of jitter,
+//! twice the delay after a 500, and a 429's `Retry-After` honoured (a `Retry-After` over 300 s
+//! is an exhausted quota and final, see [`crate::tardis::MAX_RETRY_AFTER`]). Unlike a plain
+//! exponential backoff with jitter added afterwards, the cap holds: jitter never takes a delay
+//! above `max_backoff`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use backon::{ExponentialBuilder, Retryable};
 
 use super::FetchError;
 
@@ -17,36 +21,53 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// Delay before the first retry; doubles each time, with jitter.
     pub initial_backoff: Duration,
-    /// Cap on one delay.
+    /// Cap on one delay (jitter included; a server's `Retry-After` is honoured as sent).
     pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 10 retries, 1 s doubling to 60 s: about five minutes of trying, enough to ride out a
-    /// short outage in an unattended nightly run.
+    /// The official client's: 30 attempts, 2 s doubling to 120 s.
     fn default() -> Self {
         Self {
-            max_retries: 10,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
+            max_retries: 29,
+            initial_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(120),
         }
     }
 }
 
-impl RetryPolicy {
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.initial_backoff)
-            .with_max_delay(self.max_backoff)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(self.max_retries as usize)
-    }
-}
+/// Up to this much random delay is added to each backoff (the official client's
+/// `random() * 0.5`), so that chunks that failed together do not return in step.
+const JITTER: Duration = Duration::from_millis(500);
 
 /// Up to this much random delay is added to a server's `Retry-After`, so that the requests it
 /// paused do not return in step.
 const RETRY_AFTER_JITTER: Duration = Duration::from_secs(1);
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1 for the first retry) after `error`, with `r`
+    /// a random number in `[0, 1)`.
+    pub(crate) fn delay(&self, retry: u32, error: &FetchError, r: f64) -> Duration {
+        if let Some(ra) = error.retry_after() {
+            return ra + RETRY_AFTER_JITTER.mul_f64(r);
+        }
+        let cap = self.max_backoff;
+        let doublings = retry.saturating_sub(1).min(40);
+        let mut base = self.initial_backoff.saturating_mul(1u32 << doublings.min(31)).min(cap);
+        if doublings > 31 {
+            base = cap;
+        }
+        if error.doubles_the_delay() {
+            base = base.saturating_mul(2).min(cap);
+        }
+        let jitter = JITTER.min(cap / 4).mul_f64(r);
+        if base + jitter <= cap {
+            base + jitter
+        } else {
+            cap - jitter
+        }
+    }
+}
 
 /// Runs `attempt(n)` for n = 1, 2, … until it succeeds, fails for good or the policy is spent.
 /// `on_retry(error, delay, n)` is told of each failed attempt that will be retried. A failure
@@ -63,33 +84,29 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, FetchError>>,
 {
-    let attempts = AtomicU32::new(0);
     let start = Instant::now();
-    let result = (|| attempt(attempts.fetch_add(1, Ordering::Relaxed) + 1))
-        .retry(policy.backoff())
-        .sleep(tokio::time::sleep)
-        .when(FetchError::retryable)
-        .adjust(|e, delay| {
-            // Honour the server: its Retry-After replaces the backoff, within the same budget.
-            delay.map(|d| match e.retry_after() {
-                Some(ra) => ra + RETRY_AFTER_JITTER.mul_f64(fastrand::f64()),
-                None => d,
-            })
-        })
-        .notify(|e, delay| on_retry(e, delay, attempts.load(Ordering::Relaxed)))
-        .await;
-    let made = attempts.load(Ordering::Relaxed);
-    result.map_err(|last| {
-        if made > 1 {
-            FetchError::GaveUp {
-                attempts: made,
-                elapsed: start.elapsed(),
-                last: Box::new(last),
-            }
-        } else {
-            last
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let err = match attempt(n).await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !err.retryable() || n > policy.max_retries {
+            return Err(if n > 1 {
+                FetchError::GaveUp {
+                    attempts: n,
+                    elapsed: start.elapsed(),
+                    last: Box::new(err),
+                }
+            } else {
+                err
+            });
         }
-    })
+        let delay = policy.delay(n, &err, fastrand::f64());
+        on_retry(&err, delay, n);
+        tokio::time::sleep(delay).await;
+    }
 }
 
 #[cfg(test)]
@@ -140,22 +157,47 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_with_growing_capped_delays() {
         let script = vec![
-            Err(status(500, None)),
             Err(status(503, None)),
             Err(status(502, None)),
+            Err(status(504, None)),
+            Err(status(503, None)),
             Ok(7),
         ];
         let started = tokio::time::Instant::now();
         let (out, seen, delays) = scripted(policy(5), script).await;
         assert_eq!(out.unwrap(), 7);
-        assert_eq!(seen, vec![1, 2, 3, 4], "attempts are numbered from 1");
-        for (d, base) in delays.iter().zip([1, 2, 4]) {
+        assert_eq!(seen, vec![1, 2, 3, 4, 5], "attempts are numbered from 1");
+        for (d, base) in delays.iter().zip([1, 2]) {
             let base = Duration::from_secs(base);
-            assert!(*d >= base && *d < base * 2, "{d:?} for a base of {base:?}");
+            assert!(*d >= base && *d <= base + JITTER, "{d:?} for a base of {base:?}");
+        }
+        let cap = Duration::from_secs(4);
+        for d in &delays[2..] {
+            assert!(*d <= cap && *d >= cap - JITTER, "the cap holds with jitter: {delays:?}");
         }
         // The paused clock sleeps in whole milliseconds.
         let slept = started.elapsed().abs_diff(delays.iter().sum::<Duration>());
         assert!(slept < Duration::from_millis(5), "it slept them all ({slept:?} off)");
+    }
+
+    #[test]
+    fn the_defaults_are_the_official_clients_and_the_cap_holds() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.max_retries + 1, 30, "30 attempts");
+        let e = status(503, None);
+        assert_eq!(p.delay(1, &e, 0.0), Duration::from_secs(2));
+        assert_eq!(p.delay(6, &e, 0.0), Duration::from_secs(64));
+        for n in 1..40 {
+            for r in [0.0, 0.5, 0.999] {
+                let d = p.delay(n, &e, r);
+                assert!(d <= Duration::from_secs(120), "retry {n}: {d:?}");
+            }
+        }
+        // Jitter still spreads delays at the cap.
+        assert!(p.delay(20, &e, 0.0) != p.delay(20, &e, 0.9));
+        // A 500 waits twice as long (within the cap).
+        assert_eq!(p.delay(1, &status(500, None), 0.0), Duration::from_secs(4));
+        assert_eq!(p.delay(7, &status(500, None), 0.0), Duration::from_secs(120));
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@ mod batch;
 mod chunk;
 mod data_type;
 mod range;
+mod speed;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -12,3 +13,4 @@ pub use batch::{BatchStats, local_ts};
 pub use chunk::{CACHE_LAYOUT_VERSION, ChunkKey, fs_component, normalize_symbol, valid_exchange};
 pub use data_type::{Column, ColumnKind, DataType, LOCAL_TIMESTAMP, LOCAL_TIMESTAMP_INDEX, Sizing, UnknownDataType};
 pub use range::{RangeError, TimeRange, day_start, parse_instant, parse_instant_at};
+pub use speed::{MinSpeed, SpeedMeter, TooSlow};

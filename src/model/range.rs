@@ -36,6 +36,14 @@ pub enum RangeError {
         /// The value as given.
         value: String,
     },
+    /// A date outside the years Tardis can have data for.
+    #[error("{flag} {value} is outside the supported range {FIRST_DAY} to {LAST_DAY}")]
+    OutOfRange {
+        /// The flag.
+        flag: &'static str,
+        /// The value, in UTC.
+        value: String,
+    },
     /// `--to` is not after `--from`.
     #[error("--to ({to}) must be after --from ({from})")]
     Reversed {
@@ -45,6 +53,11 @@ pub enum RangeError {
         to: String,
     },
 }
+
+/// The first day a range may start: no crypto exchange data is older.
+pub const FIRST_DAY: &str = "2000-01-01";
+/// The end of the last day a range may cover (exclusive).
+pub const LAST_DAY: &str = "2100-01-01";
 
 /// Parses `YYYY-MM-DD` (midnight UTC), an RFC 3339 timestamp (any offset, converted to UTC),
 /// or a relative date counted from the real clock (see [`parse_instant_at`]).
@@ -62,14 +75,22 @@ pub fn parse_instant_at(flag: &'static str, value: &str, now: Timestamp) -> Resu
         flag,
         value: value.to_string(),
     };
-    if v.len() == 10 && v.as_bytes()[4] == b'-' {
+    let t = if v.len() == 10 && v.as_bytes()[4] == b'-' {
         let date: Date = v.parse().map_err(|_| malformed())?;
-        return Ok(day_start(date));
+        day_start(date)
+    } else if let Ok(t) = v.parse::<Timestamp>() {
+        t
+    } else {
+        relative(v, now).ok_or_else(malformed)?
+    };
+    let bound = |d: &str| d.parse::<Date>().map(day_start).unwrap_or(Timestamp::MIN);
+    if t < bound(FIRST_DAY) || t > bound(LAST_DAY) {
+        return Err(RangeError::OutOfRange {
+            flag,
+            value: t.to_string(),
+        });
     }
-    if let Ok(t) = v.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    relative(v, now).ok_or_else(malformed)
+    Ok(t)
 }
 
 /// `ANCHOR`, `ANCHOR±SPAN` or `±SPAN`, or `None`.
@@ -152,15 +173,28 @@ impl TimeRange {
         days
     }
 
+    /// The number of UTC days that intersect the range, without listing them.
+    pub fn day_count(&self) -> u64 {
+        let first = self.from.as_second().div_euclid(86_400);
+        let last = (self.to - 1.microsecond()).as_second().div_euclid(86_400);
+        (last - first + 1).max(0) as u64
+    }
+
     /// Whether the range covers whole UTC days only (no row filtering needed).
     pub fn is_whole_days(&self) -> bool {
         let midnight = |t: Timestamp| t.as_microsecond().rem_euclid(86_400_000_000) == 0;
         midnight(self.from) && midnight(self.to)
     }
 
-    /// `[from, to)` in microseconds since the epoch.
+    /// `[from, to)` in microseconds since the epoch. Rows carry whole microseconds, so both
+    /// ends round up: a row at microsecond `t` is inside the range exactly when
+    /// `from ≤ t µs < to`, also when a bound has nanoseconds.
     pub fn micros(&self) -> (i64, i64) {
-        (self.from.as_microsecond(), self.to.as_microsecond())
+        let ceil = |t: Timestamp| {
+            let ns = t.as_nanosecond();
+            (ns.div_euclid(1000) + i128::from(ns.rem_euclid(1000) != 0)) as i64
+        };
+        (ceil(self.from), ceil(self.to))
     }
 
     /// A compact, file-name-safe rendering of one end of the range: `2024-01-02` at midnight,
@@ -227,6 +261,34 @@ mod tests {
             parse_instant_at("--from", "yesterday", early).unwrap().to_string(),
             "2024-03-04T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn sub_microsecond_bounds_keep_exactly_the_rows_inside() {
+        let r = TimeRange::new(
+            parse_instant("--from", "2024-01-01T00:00:00.000001500Z").unwrap(),
+            Some(parse_instant("--to", "2024-01-01T00:00:00.000003001Z").unwrap()),
+        )
+        .unwrap();
+        let base = parse_instant("--from", "2024-01-01").unwrap().as_microsecond();
+        // Rows at 1 µs (before 1.5 µs) are out; 2 and 3 µs (before 3.001 µs) are in.
+        assert_eq!(r.micros(), (base + 2, base + 4));
+    }
+
+    #[test]
+    fn dates_outside_the_supported_years_are_refused_and_days_are_counted() {
+        for bad in ["9999-12-31", "1969-12-31", "0001-01-01", "2100-01-02"] {
+            assert!(
+                matches!(parse_instant("--from", bad), Err(RangeError::OutOfRange { .. })),
+                "{bad}"
+            );
+        }
+        let r = TimeRange::new(
+            parse_instant("--from", "2017-01-01").unwrap(),
+            Some(parse_instant("--to", "2024-01-01T00:00:01Z").unwrap()),
+        )
+        .unwrap();
+        assert_eq!(r.day_count(), r.days().len() as u64);
     }
 
     #[test]

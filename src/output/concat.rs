@@ -84,12 +84,14 @@ fn write_cut<W: Write + Read + Seek + Send>(
 /// Copies every row group of a chunk file into `writer`.
 fn append_chunk<W: Write + Read + Seek + Send>(writer: &mut SealedWriter<W>, chunk: &Chunk) -> Result<(), SealedError> {
     let stats = BatchStats::of(chunk.meta.rows, chunk.meta.min_ts, chunk.meta.max_ts);
+    let append_file = |writer: &mut SealedWriter<W>, path: &std::path::Path| {
+        let file = File::open(path).map_err(|e| SealedError::io(format!("opening {}", path.display()), e))?;
+        writer.append_row_groups(&file, &metadata(&file)?, &stats)
+    };
     match &chunk.data {
-        ChunkData::File(path) => {
-            let file = File::open(path).map_err(|e| SealedError::io(format!("opening {}", path.display()), e))?;
-            writer.append_row_groups(&file, &metadata(&file)?, &stats)
-        }
         ChunkData::Bytes(bytes) => writer.append_row_groups(bytes, &metadata(bytes)?, &stats),
+        ChunkData::File(path) => append_file(writer, path),
+        ChunkData::Temp(path) => append_file(writer, path),
     }
 }
 

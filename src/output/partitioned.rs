@@ -70,11 +70,11 @@ fn copy_partition(chunk: &Chunk, dest: &Path) -> Result<(u64, u64, bool), Output
         return Ok((meta.rows, meta.file_bytes, false));
     }
     let tmp = AtomicFile::create(dest).map_err(OutputError::io("creating a file beside", dest))?;
-    match &chunk.data {
-        ChunkData::File(src) => {
-            std::fs::copy(src, tmp.path()).map_err(OutputError::io("copying into", dest))?;
+    match (&chunk.data, chunk.data.path()) {
+        (ChunkData::Bytes(b), _) => std::fs::write(tmp.path(), b).map_err(OutputError::io("writing", dest))?,
+        (_, src) => {
+            std::fs::copy(src.unwrap_or(Path::new("")), tmp.path()).map_err(OutputError::io("copying into", dest))?;
         }
-        ChunkData::Bytes(b) => std::fs::write(tmp.path(), b).map_err(OutputError::io("writing", dest))?,
     }
     tmp.commit().map_err(OutputError::io("renaming into", dest))?;
     Ok((chunk.meta.rows, chunk.meta.file_bytes, true))

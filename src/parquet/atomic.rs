@@ -1,8 +1,9 @@
 //! Atomic file writes: a temporary file in the target's directory, synced, renamed into place,
 //! and the directory synced, so a reader (in this or another process) sees the whole new file
 //! or the old one, never a torn one (uv's `write_atomic` is the model). The temporary name
-//! carries the process id (`.{name}.{pid}-{random}.tmp`), and the file is removed when the
-//! guard is dropped without [`AtomicFile::commit`].
+//! carries the process id (`.{name}.tickvault-{pid}-{random}.tmp`, see
+//! [`crate::cache::temps`]), and the file is removed when the guard is dropped without
+//! [`AtomicFile::commit`].
 
 use std::fs::File;
 use std::io;
@@ -30,7 +31,7 @@ impl AtomicFile {
         std::fs::create_dir_all(dir)?;
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.{}-", std::process::id()))
+            .prefix(&format!(".{name}.tickvault-{}-", std::process::id()))
             .suffix(TEMP_SUFFIX)
             .tempfile_in(dir)?;
         Ok(Self {
@@ -86,7 +87,7 @@ mod tests {
         let a = AtomicFile::create(&target).unwrap();
         let name = a.path().file_name().unwrap().to_str().unwrap().to_string();
         assert!(
-            name.starts_with(&format!(".out.parquet.{}-", std::process::id())),
+            name.starts_with(&format!(".out.parquet.tickvault-{}-", std::process::id())),
             "{name}"
         );
         assert!(name.ends_with(TEMP_SUFFIX));

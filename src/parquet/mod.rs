@@ -4,5 +4,6 @@
 
 pub mod atomic;
 pub mod encodings;
+pub mod mac;
 pub mod sealed;
 pub mod writer;

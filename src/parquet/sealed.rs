@@ -19,6 +19,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
 use twox_hash::XxHash3_64;
 
+use super::mac::MacKey;
 use super::writer::ParallelWriter;
 use crate::model::BatchStats;
 
@@ -35,11 +36,17 @@ pub mod keys {
     pub const VERSION: &str = "tickvault.version";
     /// Where the rows came from: dataset paths and the request (never a credential).
     pub const SOURCE: &str = "tickvault.source";
+    /// The team MAC (64 hex digits): keyed BLAKE3 over the chunk key and the whole file as it
+    /// would be with [`super::MAC_PLACEHOLDER`] and [`super::CHECKSUM_PLACEHOLDER`] in place
+    /// (see [`crate::parquet::mac`]). Present only in files sealed with a team secret.
+    pub const MAC: &str = "tickvault.mac";
 }
 
 /// Written as the checksum value while the file is hashed, then overwritten by the checksum
 /// (same length, so no offset in the file moves).
 pub const CHECKSUM_PLACEHOLDER: &[u8; 16] = b"xxh3:unsealed---";
+/// Written as the MAC value while the file is hashed, then overwritten by the MAC.
+pub const MAC_PLACEHOLDER: &[u8; 64] = b"mac:unsealed----------------------------------------------------";
 const FOOTER_TAIL: usize = 8;
 
 /// Why a sealed file could not be written or trusted.
@@ -78,17 +85,39 @@ impl SealedError {
     }
 }
 
+/// The checksum and, with a team key, the MAC, fed the same bytes.
+struct Hashers {
+    xxh: XxHash3_64,
+    mac: Option<blake3::Hasher>,
+}
+
+impl Hashers {
+    fn new(mac: Option<(&MacKey, &str)>) -> Self {
+        Self {
+            xxh: XxHash3_64::with_seed(0),
+            mac: mac.map(|(key, context)| key.hasher(context)),
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        self.xxh.write(b);
+        if let Some(m) = &mut self.mac {
+            m.update(b);
+        }
+    }
+}
+
 /// A `Write` that hashes and counts everything passing through it.
 struct HashingWriter<W> {
     inner: W,
-    hasher: XxHash3_64,
+    hashers: Hashers,
     bytes: u64,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.write(&buf[..n]);
+        self.hashers.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -103,6 +132,7 @@ impl<W: Write> Write for HashingWriter<W> {
 pub struct SealedWriter<W: Write + Read + Seek + Send> {
     writer: ParallelWriter<HashingWriter<W>>,
     stats: BatchStats,
+    has_mac: bool,
 }
 
 /// The checksum and size of a sealed file.
@@ -125,14 +155,30 @@ impl<W: Write + Read + Seek + Send> SealedWriter<W> {
         props: WriterProperties,
         threads: usize,
     ) -> Result<Self, SealedError> {
+        Self::with_mac(inner, schema, props, threads, None)
+    }
+
+    /// As [`Self::new`]; with `mac` (the team key and the chunk key it covers) the footer also
+    /// carries the keyed MAC ([`keys::MAC`]).
+    ///
+    /// # Errors
+    /// Fails when the Parquet writer cannot be created.
+    pub fn with_mac(
+        inner: W,
+        schema: arrow_schema::SchemaRef,
+        props: WriterProperties,
+        threads: usize,
+        mac: Option<(&MacKey, &str)>,
+    ) -> Result<Self, SealedError> {
         let hashing = HashingWriter {
             inner,
-            hasher: XxHash3_64::with_seed(0),
+            hashers: Hashers::new(mac),
             bytes: 0,
         };
         Ok(Self {
             writer: ParallelWriter::try_new(hashing, schema, props, threads)?,
             stats: BatchStats::default(),
+            has_mac: mac.is_some(),
         })
     }
 
@@ -183,18 +229,28 @@ impl<W: Write + Read + Seek + Send> SealedWriter<W> {
         for (k, v) in kv {
             self.writer.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
+        if self.has_mac {
+            let placeholder = String::from_utf8_lossy(MAC_PLACEHOLDER).into_owned();
+            self.writer
+                .append_key_value_metadata(KeyValue::new(keys::MAC.to_string(), placeholder));
+        }
         let placeholder = String::from_utf8_lossy(CHECKSUM_PLACEHOLDER).into_owned();
         self.writer
             .append_key_value_metadata(KeyValue::new(keys::CHECKSUM.to_string(), placeholder));
         let hashing = self.writer.into_inner()?;
-        let checksum = hashing.hasher.finish();
+        let checksum = hashing.hashers.xxh.finish();
+        let mac = hashing.hashers.mac.map(|m| m.finalize());
         let file_bytes = hashing.bytes;
         let mut inner = hashing.inner;
         let io = |e| SealedError::io("sealing Parquet file", e);
-        let pos = {
+        let (pos, mac_pos) = {
             let (footer, _) = parse_footer(file_bytes, &mut |off, n| read_at(&mut inner, off, n))?;
-            footer.checksum_pos
+            (footer.checksum_pos, footer.mac_pos)
         };
+        if let (Some(mac), Some(mac_pos)) = (mac, mac_pos) {
+            inner.seek(SeekFrom::Start(mac_pos)).map_err(io)?;
+            inner.write_all(mac.to_hex().as_bytes()).map_err(io)?;
+        }
         inner.seek(SeekFrom::Start(pos)).map_err(io)?;
         inner.write_all(format!("{checksum:016x}").as_bytes()).map_err(io)?;
         inner.seek(SeekFrom::End(0)).map_err(io)?;
@@ -250,6 +306,10 @@ pub struct Footer {
     pub checksum: Option<u64>,
     /// Absolute offset of the checksum's 16 digits in the file.
     pub checksum_pos: u64,
+    /// The team MAC as written (hex), if the file carries one.
+    pub mac: Option<String>,
+    /// Absolute offset of the MAC's 64 digits in the file, if it carries one.
+    pub mac_pos: Option<u64>,
 }
 
 impl Footer {
@@ -303,6 +363,16 @@ fn parse_footer(
         find(&footer, keys::CHECKSUM.as_bytes()).ok_or_else(|| corrupt("checksum key not found in the footer"))?;
     let value_at = key_at
         + find(&footer[key_at..], value.as_bytes()).ok_or_else(|| corrupt("checksum value not found in the footer"))?;
+    let (mac, mac_pos) = match kv.get(keys::MAC).filter(|v| v.len() == MAC_PLACEHOLDER.len()) {
+        None => (None, None),
+        Some(v) => {
+            let at = find(&footer, keys::MAC.as_bytes()).ok_or_else(|| corrupt("MAC key not found in the footer"))?;
+            let v_at =
+                at + find(&footer[at..], v.as_bytes()).ok_or_else(|| corrupt("MAC value not found in the footer"))?;
+            let written = (v.as_bytes() != MAC_PLACEHOLDER).then(|| v.clone());
+            (written, Some(footer_start + v_at as u64))
+        }
+    };
     let checksum = if value.as_bytes() == CHECKSUM_PLACEHOLDER {
         None
     } else {
@@ -316,9 +386,40 @@ fn parse_footer(
             file_bytes: file_len,
             checksum,
             checksum_pos: footer_start + value_at as u64,
+            mac,
+            mac_pos,
         },
         footer_start,
     ))
+}
+
+/// The placeholders to hash in place of the written checksum and MAC, in file order.
+fn placeholders(footer: &Footer) -> Vec<(u64, &'static [u8])> {
+    let mut p: Vec<(u64, &'static [u8])> = vec![(footer.checksum_pos, CHECKSUM_PLACEHOLDER)];
+    if let Some(m) = footer.mac_pos {
+        p.push((m, MAC_PLACEHOLDER));
+    }
+    p.sort_by_key(|(pos, _)| *pos);
+    p
+}
+
+/// Checks the checksum, and with `mac` the team MAC (in constant time).
+fn check_hashes(footer: &Footer, hashers: Hashers) -> Result<(), SealedError> {
+    check_sum(footer, hashers.xxh.finish())?;
+    if let Some(m) = hashers.mac {
+        let valid = footer
+            .mac
+            .as_deref()
+            .is_some_and(|w| super::mac::matches(w, &m.finalize()));
+        if !valid {
+            return Err(corrupt(if footer.mac.is_some() {
+                "its team MAC does not verify (forged, or sealed with another TICKVAULT_REMOTE_CACHE_SECRET)"
+            } else {
+                "it carries no team MAC (written without TICKVAULT_REMOTE_CACHE_SECRET)"
+            }));
+        }
+    }
+    Ok(())
 }
 
 fn check_sum(footer: &Footer, actual: u64) -> Result<(), SealedError> {
@@ -336,14 +437,27 @@ fn check_sum(footer: &Footer, actual: u64) -> Result<(), SealedError> {
 /// # Errors
 /// [`SealedError::Corrupt`] when the bytes are not a sound sealed Parquet file.
 pub fn verify_sealed_bytes(data: &[u8]) -> Result<Footer, SealedError> {
+    verify_sealed_bytes_with(data, None)
+}
+
+/// Verifies an in-memory sealed file, and with `mac` (the team key and the chunk key) its MAC.
+///
+/// # Errors
+/// [`SealedError::Corrupt`] when the bytes are not a sound sealed Parquet file, or the MAC
+/// does not verify.
+pub fn verify_sealed_bytes_with(data: &[u8], mac: Option<(&MacKey, &str)>) -> Result<Footer, SealedError> {
     let len = data.len() as u64;
     let (footer, _) = parse_footer(len, &mut |off, n| Ok(data[off as usize..off as usize + n].to_vec()))?;
-    let pos = footer.checksum_pos as usize;
-    let mut hasher = XxHash3_64::with_seed(0);
-    hasher.write(&data[..pos]);
-    hasher.write(CHECKSUM_PLACEHOLDER);
-    hasher.write(&data[pos + CHECKSUM_PLACEHOLDER.len()..]);
-    check_sum(&footer, hasher.finish())?;
+    let mut hashers = Hashers::new(mac);
+    let mut at = 0usize;
+    for (pos, placeholder) in placeholders(&footer) {
+        let pos = pos as usize;
+        hashers.update(&data[at..pos]);
+        hashers.update(placeholder);
+        at = pos + placeholder.len();
+    }
+    hashers.update(&data[at..]);
+    check_hashes(&footer, hashers)?;
     Ok(footer)
 }
 
@@ -361,26 +475,38 @@ fn open_footer(path: &Path) -> Result<(File, Footer), SealedError> {
 /// [`SealedError::Corrupt`] when the file is not sound; [`SealedError::Io`] when it
 /// cannot be read.
 pub fn verify_sealed_file(path: &Path) -> Result<Footer, SealedError> {
+    verify_sealed_file_with(path, None)
+}
+
+/// Verifies a sealed file on disk (streaming), and with `mac` (the team key and the chunk
+/// key) its MAC.
+///
+/// # Errors
+/// [`SealedError::Corrupt`] when the file is not sound or the MAC does not verify;
+/// [`SealedError::Io`] when it cannot be read.
+pub fn verify_sealed_file_with(path: &Path, mac: Option<(&MacKey, &str)>) -> Result<Footer, SealedError> {
     let read_err = |e| SealedError::io(format!("reading {}", path.display()), e);
     let (mut file, footer) = open_footer(path)?;
     file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let mut hasher = XxHash3_64::with_seed(0);
+    let mut hashers = Hashers::new(mac);
     let mut buf = vec![0u8; 1 << 20];
-    let mut hash_range = |file: &mut File, mut remaining: u64, hasher: &mut XxHash3_64| -> io::Result<()> {
+    let mut hash_range = |file: &mut File, mut remaining: u64, hashers: &mut Hashers| -> io::Result<()> {
         while remaining > 0 {
             let want = remaining.min(buf.len() as u64) as usize;
             file.read_exact(&mut buf[..want])?;
-            hasher.write(&buf[..want]);
+            hashers.update(&buf[..want]);
             remaining -= want as u64;
         }
         Ok(())
     };
-    let pos = footer.checksum_pos;
-    let after = pos + CHECKSUM_PLACEHOLDER.len() as u64;
-    hash_range(&mut file, pos, &mut hasher).map_err(read_err)?;
-    hasher.write(CHECKSUM_PLACEHOLDER);
-    file.seek(SeekFrom::Start(after)).map_err(read_err)?;
-    hash_range(&mut file, footer.file_bytes - after, &mut hasher).map_err(read_err)?;
-    check_sum(&footer, hasher.finish())?;
+    let mut at = 0u64;
+    for (pos, placeholder) in placeholders(&footer) {
+        hash_range(&mut file, pos - at, &mut hashers).map_err(read_err)?;
+        hashers.update(placeholder);
+        at = pos + placeholder.len() as u64;
+        file.seek(SeekFrom::Start(at)).map_err(read_err)?;
+    }
+    hash_range(&mut file, footer.file_bytes - at, &mut hashers).map_err(read_err)?;
+    check_hashes(&footer, hashers)?;
     Ok(footer)
 }

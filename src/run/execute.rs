@@ -10,7 +10,7 @@ use std::time::Instant;
 use indicatif::HumanBytes;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +190,21 @@ pub(crate) async fn write_outputs(
 ) -> Written {
     let mut w = Written::default();
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
+    let out_dir = match &settings.output {
+        OutputSpec::Dir(d) | OutputSpec::Partitioned(d) => d.clone(),
+        OutputSpec::File(p) => p
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_path_buf),
+    };
+    // Staged outputs of runs that were killed: removed now; this run's own are removed at exit.
+    crate::cache::temps::register_dir(&out_dir);
+    let swept = tokio::task::spawn_blocking(move || crate::cache::temps::sweep_dead(&out_dir, true))
+        .await
+        .unwrap_or_default();
+    for p in swept {
+        debug!("removed {}, left by a process that no longer runs", p.display());
+    }
     for (data_type, keys) in &plan.per_type {
         let wanted: Vec<&ChunkKey> = keys.iter().filter(|k| !plan.is_withheld(k)).collect();
         if wanted.len() < keys.len() {

@@ -413,8 +413,10 @@ impl Write for LogLine {
 impl Drop for LogLine {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
+        let text = String::from_utf8_lossy(&buf);
+        let line = crate::redact::redact(&text);
         self.multi.suspend(|| {
-            let _ = io::stderr().lock().write_all(&buf);
+            let _ = io::stderr().lock().write_all(line.as_bytes());
         });
     }
 }

@@ -62,7 +62,7 @@ impl PublicationSummary {
 }
 
 /// Traffic to Tardis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TardisTraffic {
     /// Dataset requests sent, retries included.
     pub requests: u64,
@@ -72,6 +72,9 @@ pub struct TardisTraffic {
     pub bytes: u64,
     /// Requests to the metadata API (validation, publication, `--wait` polls), retries included.
     pub metadata_requests: u64,
+    /// Retries by the reason of the attempt that failed (`rate_limited`, `server_error`,
+    /// `body_interrupted`, `damaged_body`, `connection`, `timeout`, `too_slow`).
+    pub retries_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
 /// One failed chunk or output.
@@ -133,11 +136,19 @@ pub struct Summary {
     pub outputs: Vec<OutputResult>,
     /// Data types whose output was not written, and why.
     pub skipped_outputs: Vec<Failure>,
-    /// Chunks that failed, in request order.
+    /// Chunks that failed, in request order: the first [`MAX_LISTED_FAILURES`].
     pub failures: Vec<Failure>,
+    /// Failed chunks beyond the ones listed in `failures`.
+    pub failures_not_listed: u64,
     /// Wall time of the run.
     pub seconds: f64,
 }
+
+/// Failures listed in a summary; the rest are counted (a run of a million chunks against a
+/// dead host must not print a million lines or megabytes of JSON).
+pub const MAX_LISTED_FAILURES: usize = 100;
+/// Failures shown in the human summary (the JSON lists up to [`MAX_LISTED_FAILURES`]).
+const SHOWN_FAILURES: usize = 20;
 
 impl Summary {
     /// An empty summary of `request`, to be filled by the run and closed by [`Self::end`].
@@ -161,6 +172,7 @@ impl Summary {
             outputs: Vec::new(),
             skipped_outputs: Vec::new(),
             failures: Vec::new(),
+            failures_not_listed: 0,
             seconds: 0.0,
         }
     }
@@ -168,6 +180,10 @@ impl Summary {
     /// Closes the summary: the status (and with it the exit code) and the wall time.
     #[must_use]
     pub fn end(mut self, status: RunStatus, seconds: f64) -> Self {
+        if self.failures.len() > MAX_LISTED_FAILURES {
+            self.failures_not_listed += (self.failures.len() - MAX_LISTED_FAILURES) as u64;
+            self.failures.truncate(MAX_LISTED_FAILURES);
+        }
         self.status = status;
         self.exit_code = i32::from(ExitCode::from(status).code());
         self.seconds = seconds;
@@ -240,8 +256,12 @@ impl Summary {
                 );
             }
         }
-        for f in &self.failures {
+        for f in self.failures.iter().take(SHOWN_FAILURES) {
             let _ = writeln!(s, "failed: {}", f.error);
+        }
+        let hidden = self.failures.len().saturating_sub(SHOWN_FAILURES) as u64 + self.failures_not_listed;
+        if hidden > 0 {
+            let _ = writeln!(s, "… and {hidden} more failed chunks");
         }
         for f in &self.skipped_outputs {
             let _ = writeln!(s, "not written: {}: {}", f.chunk, f.error);
@@ -299,6 +319,15 @@ impl Summary {
             HumanBytes(self.bytes_from_cache),
             self.seconds
         );
+        if self.tardis.retries > 0 {
+            let reasons: Vec<String> = self
+                .tardis
+                .retries_by_reason
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            let _ = writeln!(s, "{} retries: {}", self.tardis.retries, reasons.join(", "));
+        }
         s
     }
 }

@@ -17,9 +17,11 @@ use std::time::Duration;
 use url::Url;
 
 use crate::cache::{RemoteMode, RemoteOptions, RemoteStore};
+use crate::decode::DecodeLimits;
 use crate::fetch::RetryPolicy;
-use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant_at, valid_exchange};
+use crate::model::{DataType, MinSpeed, TimeRange, normalize_symbol, parse_instant_at, valid_exchange};
 use crate::output::Order;
+use crate::parquet::mac::MacKey;
 use crate::run::plan::Request;
 use crate::tardis::Secret;
 use options::Options;
@@ -53,6 +55,11 @@ pub struct CacheSettings {
     pub remote: Option<RemoteOptions>,
     /// Bytes the memory tier may hold.
     pub memory_cache: u64,
+    /// The team key (from `TICKVAULT_REMOTE_CACHE_SECRET`): chunk files carry its MAC, and
+    /// remote objects must.
+    pub mac: Option<MacKey>,
+    /// The slowest transfer accepted from the remote.
+    pub min_speed: MinSpeed,
 }
 
 /// Everything `tickvault download` needs, validated.
@@ -96,6 +103,10 @@ pub struct DownloadSettings {
     pub read_timeout: Duration,
     /// Chunks decoded at once (CPU bound).
     pub decoders: usize,
+    /// The slowest body accepted from Tardis.
+    pub min_speed: MinSpeed,
+    /// Limits on what one body may decode to.
+    pub limits: DecodeLimits,
     /// A JSON summary on stdout.
     pub json: bool,
     /// Print the plan and stop.
@@ -175,6 +186,8 @@ impl DownloadSettings {
             connect_timeout: defaulted(&o.connect_timeout),
             read_timeout: defaulted(&o.read_timeout),
             decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            min_speed: min_speed(o),
+            limits: limits(o)?,
             json: defaulted(&o.json),
             dry_run: defaulted(&o.dry_run),
         })
@@ -187,6 +200,29 @@ const REQUIRED: [(&str, &str); 3] = [
     ("symbols", "--symbols LIST"),
     ("from", "--from DATE"),
 ];
+
+/// Plans of more chunks than this are refused unless `--yes` (README, "Input limits").
+pub const MAX_PLAN_CHUNKS: u64 = 100_000;
+
+fn min_speed(o: &Options) -> MinSpeed {
+    MinSpeed {
+        bytes_per_sec: defaulted(&o.min_transfer_speed).0,
+        window: defaulted(&o.min_speed_window),
+    }
+}
+
+fn limits(o: &Options) -> Result<DecodeLimits, UsageError> {
+    let max_line = defaulted(&o.max_line_size).0;
+    if max_line < 1024 {
+        return Err(usage(format!(
+            "invalid --max-line-size {max_line}: expected at least 1KiB (Tardis rows are up to about 2 KB)"
+        )));
+    }
+    Ok(DecodeLimits {
+        max_line: usize::try_from(max_line).unwrap_or(usize::MAX),
+        max_inflated: defaulted(&o.max_inflated_size).0,
+    })
+}
 
 /// Exchange, symbols, data types and range.
 fn request(o: &Options) -> Result<Request, UsageError> {
@@ -235,6 +271,17 @@ fn request(o: &Options) -> Result<Request, UsageError> {
             .transpose()
             .map_err(|e| usage(e.to_string()))?;
     let range = TimeRange::new(from, to).map_err(|e| usage(e.to_string()))?;
+    // Counted, not built: a plan of a million chunks must be refused before it costs anything.
+    let chunks = range.day_count() * symbols.len() as u64 * data_types.len() as u64;
+    if chunks > MAX_PLAN_CHUNKS && !defaulted(&o.yes) {
+        return Err(usage(format!(
+            "the request is {chunks} chunks ({} symbols × {} data types × {} days), over the limit of {MAX_PLAN_CHUNKS}: \
+             narrow it, or pass --yes to go ahead",
+            symbols.len(),
+            data_types.len(),
+            range.day_count()
+        )));
+    }
     Ok(Request {
         exchange,
         symbols,
@@ -304,11 +351,19 @@ impl CacheSettings {
         let remote = match &o.remote_cache {
             None => None,
             Some(raw) => {
-                let url = parse::remote_url(raw).map_err(usage)?;
+                let mut url = parse::remote_url(raw).map_err(usage)?;
                 // A bad URL fails now, with exit code 2; nothing is built or created yet.
                 RemoteStore::check_url(&url).map_err(|e| usage(e.to_string()))?;
+                // Credentials never stay in a URL that could be stored or shown: they become
+                // a Basic authorization header.
+                let basic = Secret::new(url.password().unwrap_or_default()).map(|p| (url.username().to_string(), p));
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
                 Some(RemoteOptions {
                     url,
+                    basic,
+                    secret: o.remote_cache_secret.clone(),
+                    min_speed: min_speed(o),
                     token: o.remote_cache_token.clone(),
                     mode,
                     timeout,
@@ -320,6 +375,8 @@ impl CacheSettings {
             cache_dir,
             remote,
             memory_cache: defaulted(&o.memory_cache).0,
+            mac: o.remote_cache_secret.as_ref().map(|s| MacKey::from_secret(s.expose())),
+            min_speed: min_speed(o),
         })
     }
 }

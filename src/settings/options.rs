@@ -17,9 +17,10 @@ pub(crate) mod heading {
     pub const TOOL: &str = "Output of the tool";
     pub const PRUNE: &str = "What to prune";
     pub const LIST: &str = "What to list";
+    pub const LIMITS: &str = "Limits on hostile input";
 }
 
-use heading::{CACHE, FETCH, LIST, NETWORK, PRUNE, TOOL, WRITE};
+use heading::{CACHE, FETCH, LIMITS, LIST, NETWORK, PRUNE, TOOL, WRITE};
 
 const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
 /// Options of `download` that `tickvault exchanges` takes too (it reads the metadata API
@@ -74,6 +75,10 @@ options! {
     remote_cache: String { value_name: "URL", heading: CACHE, scope: BOTH }
     /// Bearer token for an http(s) remote cache; prefer the environment variable (flags show in `ps`).
     remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: BOTH, secret: true }
+    /// Team secret: chunk files written to the remote carry a keyed MAC (BLAKE3) over their
+    /// bytes and key, and remote objects without a valid one are refetched. Without it the
+    /// remote is trusted as a whole. Prefer the environment variable.
+    remote_cache_secret: Secret { value_name: "SECRET", heading: CACHE, scope: BOTH, secret: true }
     /// read-write, or read-only for untrusted jobs.
     remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: BOTH, default: Some("read-write") }
     /// Limit of one remote cache request; then the next tier is used.
@@ -96,16 +101,30 @@ options! {
     concurrency: usize { value_name: "N", heading: NETWORK, default: Some("20") }
     /// Requests per second to Tardis (token bucket) [default: unlimited].
     rate_limit: u32 { value_name: "N", heading: NETWORK }
-    /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies).
-    max_retries: u32 { value_name: "N", heading: NETWORK, scope: DL_EXCH, default: Some("10") }
-    /// Delay before the first retry; doubles per retry, with jitter; Retry-After is honoured.
-    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("1s") }
-    /// Cap on one retry delay.
-    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("60s") }
+    /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies); 29 as
+    /// the official client (30 attempts).
+    max_retries: u32 { value_name: "N", heading: NETWORK, scope: DL_EXCH, default: Some("29") }
+    /// Delay before the first retry; doubles per retry (twice after a 500), plus up to 0.5 s of
+    /// jitter; Retry-After is honoured.
+    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("2s") }
+    /// Cap on one retry delay, jitter included.
+    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("120s") }
     /// Limit on connecting to Tardis or the remote cache.
     connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: ALL_THREE, default: Some("10s") }
     /// Silence while reading a body before the attempt fails.
     read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("120s") }
+    /// Slowest transfer accepted: a body (from Tardis or the remote cache) that brings fewer
+    /// bytes per second than this over a whole --min-speed-window fails its attempt (retried).
+    min_transfer_speed: Size { value_name: "SIZE", heading: LIMITS, scope: BOTH, default: Some("4KiB") }
+    /// The window over which --min-transfer-speed is measured.
+    min_speed_window: Duration { value_name: "DURATION", heading: LIMITS, scope: BOTH, default: Some("30s") }
+    /// Longest CSV line accepted; a longer one fails the chunk naming the line (bounds memory).
+    max_line_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("1MiB") }
+    /// Most bytes one day-file may inflate to; a larger one fails the chunk (a gzip bomb). The
+    /// largest real days (options_chain, 9.5 GB of gzip) inflate to tens of GB.
+    max_inflated_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("256GiB") }
+    /// Accept a plan of more chunks than the limit (100,000) without asking.
+    yes: bool { heading: FETCH, default: Some("false") }
 
     /// Print a machine-readable summary on stdout (nothing else goes to stdout), failures included.
     json: bool { heading: TOOL, scope: ALL_THREE, default: Some("false") }
@@ -182,6 +201,16 @@ mod tests {
     fn defaults_agree_with_the_retry_policy() {
         let p = crate::fetch::RetryPolicy::default();
         let d = |n: &str| spec(n).and_then(|s| s.default).unwrap();
+        let size = |n: &str| super::super::parse::size(d(n)).unwrap();
+        let limits = crate::decode::DecodeLimits::default();
+        assert_eq!(size("max_line_size"), limits.max_line as u64);
+        assert_eq!(size("max_inflated_size"), limits.max_inflated);
+        let speed = crate::model::MinSpeed::default();
+        assert_eq!(size("min_transfer_speed"), speed.bytes_per_sec);
+        assert_eq!(
+            super::super::parse::duration(d("min_speed_window")).unwrap(),
+            speed.window
+        );
         assert_eq!(d("max_retries"), p.max_retries.to_string());
         assert_eq!(
             super::super::parse::duration(d("retry_initial_backoff")).unwrap(),

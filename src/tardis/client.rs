@@ -6,6 +6,8 @@
 //! whether the host sets `Content-Encoding` is unconfirmed), `?retryAttempt=N` on retries.
 //! No retry happens here; see [`HttpError::retryable`] and [`crate::fetch`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,7 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use url::Url;
 
-use super::error::HttpError;
+use super::error::{HttpError, unreachable_cause};
 use super::secret::{Secret, redact_url};
 use crate::model::ChunkKey;
 
@@ -37,6 +39,11 @@ pub struct ClientConfig {
 pub struct TardisClient {
     http: reqwest::Client,
     config: ClientConfig,
+    /// Whether the datasets host has answered once in this run: until it has, a failure to
+    /// reach it at all (DNS, refused, TLS) is final rather than retried for minutes.
+    contacted: Arc<AtomicBool>,
+    /// The same for the metadata API's host.
+    api_contacted: Arc<AtomicBool>,
 }
 
 /// Longest `Retry-After` honoured; a longer one means the quota is exhausted (tardis-python).
@@ -58,7 +65,12 @@ impl TardisClient {
             // download keeps bodies from sharing a window.
             .http1_only()
             .build()?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            contacted: Arc::default(),
+            api_contacted: Arc::default(),
+        })
     }
 
     /// The client's settings.
@@ -87,16 +99,42 @@ impl TardisClient {
         if let Some(key) = &self.config.api_key {
             req = req.header(AUTHORIZATION, format!("Bearer {}", key.expose()));
         }
-        let resp = req.send().await.map_err(|e| HttpError::Transport {
-            url: shown.clone(),
-            what: if e.is_connect() {
-                "connect failed"
-            } else {
-                "request failed"
-            },
-            source: e.without_url(),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.send_error(e, &shown, &self.config.datasets_url, "--datasets-url", &self.contacted))?;
+        self.contacted.store(true, Ordering::Relaxed);
         check_status(resp, shown).await
+    }
+
+    /// A request that could not be sent: [`HttpError::Unreachable`] when the host has never
+    /// answered this process and the cause is one another attempt would not change.
+    fn send_error(
+        &self,
+        e: reqwest::Error,
+        shown: &str,
+        base: &Url,
+        flag: &'static str,
+        contacted: &AtomicBool,
+    ) -> HttpError {
+        let e = e.without_url();
+        match unreachable_cause(&e) {
+            Some(cause) if !contacted.load(Ordering::Relaxed) => HttpError::Unreachable {
+                host: host_of(base),
+                cause,
+                flag,
+                source: e,
+            },
+            _ => HttpError::Transport {
+                url: shown.to_string(),
+                what: if e.is_connect() {
+                    "connect failed"
+                } else {
+                    "request failed"
+                },
+                source: e,
+            },
+        }
     }
 
     /// The body of a metadata API document, `{api_url}/{path}` (no API key is sent). A body
@@ -113,14 +151,13 @@ impl TardisClient {
             what,
             source: e.without_url(),
         };
-        let resp = self.http.get(url.clone()).send().await.map_err(|e| {
-            let what = if e.is_connect() {
-                "connect failed"
-            } else {
-                "request failed"
-            };
-            transport(what, e)
-        })?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| self.send_error(e, &shown, &self.config.api_url, "--api-url", &self.api_contacted))?;
+        self.api_contacted.store(true, Ordering::Relaxed);
         let mut resp = check_status(resp, shown.clone()).await?;
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(HttpError::TooLarge { url: shown, limit });
@@ -133,6 +170,30 @@ impl TardisClient {
             body.extend_from_slice(&piece);
         }
         Ok(body.into())
+    }
+}
+
+/// Most of an error body read (its message is shown in 200 characters).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The body of `resp`, cut after `max` bytes.
+async fn read_at_most(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match resp.chunk().await? {
+            Some(c) => out.extend_from_slice(&c[..c.len().min(max - out.len())]),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// `host[:port]` of a URL, for messages.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
     }
 }
 
@@ -154,8 +215,10 @@ async fn check_status(resp: reqwest::Response, url: String) -> Result<reqwest::R
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    // Error bodies are JSON `{"code":…,"message":"…"}` on api.tardis.dev; keep a short excerpt.
-    let body = resp.text().await.unwrap_or_default();
+    // Error bodies are JSON `{"code":…,"message":"…"}` on api.tardis.dev; keep a short excerpt,
+    // reading no more than that (an error page of gigabytes must not fill the memory).
+    let body = read_at_most(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))

@@ -47,6 +47,32 @@ pub enum HttpError {
         /// The limit.
         limit: u64,
     },
+    /// The host could not be reached at all (DNS, refused, TLS) on the run's first contact
+    /// with it: nothing would change on another attempt, so the run stops.
+    #[error("cannot reach {host}: {cause} (check the network, HTTPS_PROXY, or {flag})")]
+    Unreachable {
+        /// The host (and port), without credentials.
+        host: String,
+        /// What failed: `DNS lookup failed`, `connection refused`, `TLS handshake failed`…
+        cause: &'static str,
+        /// The flag that sets this host's URL.
+        flag: &'static str,
+        #[source]
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// The body arrived slower than the minimum transfer speed over a whole window.
+    #[error("{url}: too slow: {bytes} bytes in the last {} s, under the minimum of {min_per_sec} bytes/s (--min-transfer-speed)", window.as_secs())]
+    TooSlow {
+        /// The URL, without credentials.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window.
+        window: Duration,
+        /// The minimum, in bytes per second.
+        min_per_sec: u64,
+    },
     /// HTTP 429 with a `Retry-After` beyond what a run should wait: the account's data-transfer
     /// quota is used up (tardis-python treats > 300 s the same way).
     #[error("{url}: Tardis quota exhausted: HTTP 429 asks to retry after {} s; stopping (quotas reset at 00:00 UTC daily and on the 1st monthly)", retry_after.as_secs())]
@@ -75,8 +101,26 @@ impl HttpError {
             },
             // Connection refused/reset, timeouts, a body cut mid-stream: transient.
             HttpError::Transport { source, .. } => !source.is_builder(),
-            HttpError::ShortBody { .. } => true,
-            HttpError::QuotaExhausted { .. } | HttpError::TooLarge { .. } => false,
+            HttpError::ShortBody { .. } | HttpError::TooSlow { .. } => true,
+            HttpError::QuotaExhausted { .. } | HttpError::Unreachable { .. } | HttpError::TooLarge { .. } => false,
+        }
+    }
+
+    /// Why a request failed, as counted in the summary's retries by reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HttpError::Status { status: 429, .. } | HttpError::QuotaExhausted { .. } => "rate_limited",
+            HttpError::Status { status, .. } if *status >= 500 || *status == 408 => "server_error",
+            HttpError::Status { .. } => "refused",
+            HttpError::Transport {
+                what: "body interrupted",
+                ..
+            }
+            | HttpError::ShortBody { .. } => "body_interrupted",
+            HttpError::Transport { source, .. } if source.is_timeout() => "timeout",
+            HttpError::Transport { .. } | HttpError::Unreachable { .. } => "connection",
+            HttpError::TooSlow { .. } => "too_slow",
+            HttpError::TooLarge { .. } => "too_large",
         }
     }
 
@@ -93,8 +137,50 @@ impl HttpError {
     pub fn stops_the_run(&self) -> bool {
         matches!(
             self,
-            HttpError::QuotaExhausted { .. } | HttpError::Status { status: 401, .. }
+            HttpError::QuotaExhausted { .. } | HttpError::Status { status: 401, .. } | HttpError::Unreachable { .. }
         )
+    }
+}
+
+/// Why a connection could not be made, when the cause is one that another attempt would not
+/// change: the name does not resolve, nothing listens, or TLS fails. `None` for other
+/// failures (timeouts, resets), which are worth retrying.
+pub fn unreachable_cause(e: &reqwest::Error) -> Option<&'static str> {
+    if !e.is_connect() || e.is_timeout() {
+        return None;
+    }
+    let mut text = String::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Some("connection refused");
+        }
+        text.push_str(&s.to_string().to_ascii_lowercase());
+        text.push(' ');
+        source = s.source();
+    }
+    if text.contains("dns") || text.contains("lookup") || text.contains("resolve") {
+        Some("DNS lookup failed")
+    } else if text.contains("refused") {
+        Some("connection refused")
+    } else if [
+        "tls",
+        "certificate",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+        "ssl",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+    {
+        Some("TLS handshake failed")
+    } else if text.contains("unreachable") {
+        Some("network unreachable")
+    } else {
+        None
     }
 }
 

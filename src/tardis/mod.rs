@@ -7,5 +7,5 @@ pub mod metadata;
 mod secret;
 
 pub use client::{ClientConfig, MAX_RETRY_AFTER, TardisClient};
-pub use error::HttpError;
+pub use error::{HttpError, unreachable_cause};
 pub use secret::{Secret, redact_raw, redact_url};

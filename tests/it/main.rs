@@ -13,6 +13,7 @@ mod outputs; // outputs never clobber: names, refusals, --overwrite, concurrent 
 mod processes; // processes sharing a cache fetch each chunk once
 mod progress; // the bar in a pseudo-terminal moves while a body streams
 mod readme; // README's crontab line and CI step, run as written
+mod reliability; // a hostile world: storms, SIGKILL, full disks, bombs, forgeries, echoed secrets
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
 mod support;

@@ -184,6 +184,9 @@ fn remote_opts(url: &str, token: Option<&str>) -> RemoteOptions {
     RemoteOptions {
         url: url.parse().unwrap(),
         token: token.and_then(Secret::new),
+        basic: None,
+        secret: None,
+        min_speed: tickvault::model::MinSpeed::default(),
         mode: RemoteMode::ReadWrite,
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
@@ -283,8 +286,11 @@ fn fetcher(env: &Env, spool: &std::path::Path) -> Arc<Fetcher> {
         decoders: 2,
         retry: RetryPolicy::default(),
         spool_dir: spool.to_path_buf(),
-        keep_decoded: false,
+        keep_decoded: None,
         exported_until: Some(jiff::Timestamp::now()),
+        min_speed: tickvault::model::MinSpeed::default(),
+        limits: tickvault::decode::DecodeLimits::default(),
+        mac: None,
     };
     Arc::new(Fetcher::new(client, config, Arc::new(FetchStats::default())).unwrap())
 }
