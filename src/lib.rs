@@ -7,7 +7,7 @@
 //! outputs merge the chunk files by `local_timestamp`. ARCHITECTURE.md walks a chunk through.
 //!
 //! Module map, in pipeline order:
-//! - [`commands`]: the dispatcher, `download` wiring, `cache stats|verify|prune`;
+//! - [`commands`]: the dispatcher, `download` and `serve` wiring, `cache stats|verify|prune`;
 //! - [`settings`]: every option declared once, layered (flags, env, file, defaults), validated;
 //! - [`run`]: the plan of chunks, the run loop, the summary and exit codes, progress;
 //! - [`model`]: pure types (data types and schemas, chunk keys, ranges);
@@ -16,7 +16,8 @@
 //! - [`tardis`]: the HTTP APIs, their errors, secrets;
 //! - [`decode`]: gzip CSV → typed Arrow batches;
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
-//! - [`output`]: merged files and the partitioned dataset.
+//! - [`output`]: merged files and the partitioned dataset;
+//! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers.
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod model;
 pub mod output;
 pub mod parquet;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod tardis;
 

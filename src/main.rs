@@ -7,7 +7,8 @@ use anyhow::Context;
 use tickvault::commands;
 use tickvault::run::exit::ExitCode;
 use tickvault::run::progress::BarReporter;
-use tickvault::settings::cli::{Invocation, ParseError, parse};
+use tickvault::settings::cli::{CommandKind, Invocation, ParseError, parse};
+use tickvault::settings::spec::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
@@ -84,7 +85,9 @@ fn parse_failure(e: ParseError) -> std::process::ExitCode {
 
 fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
     let o = &invocation.options;
-    let level = match (o.quiet.unwrap_or(false), o.verbose.map_or(0, |c| c.0)) {
+    // A server logs a line per request by default (info); other commands only warnings.
+    let base = usize::from(invocation.command == CommandKind::Serve);
+    let level = match (o.quiet.unwrap_or(false), base + usize::from(o.verbose.map_or(0, |c| c.0))) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -93,12 +96,19 @@ fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("tickvault={level},warn")));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(reporter.log_writer())
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    if o.log_format == Some(LogFormat::Json) {
+        // Machine-read logs carry their time; text logs go to a terminal or a journal that
+        // stamps them.
+        builder.json().init();
+    } else if invocation.command == CommandKind::Serve {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
 }
 
 fn fail(message: &str, code: ExitCode) -> std::process::ExitCode {

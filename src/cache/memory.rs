@@ -2,7 +2,9 @@
 //!
 //! It keeps chunk bodies the process already holds in memory (remote hits, `put` of bytes) and
 //! remembers verified local files (a few hundred bytes each), so a repeated lookup skips both
-//! the remote and the re-verification of the local file. Request coalescing (one lookup per
+//! the remote and the re-verification of the local file. A store made with
+//! [`MemoryStore::holding_files`] (`tickvault serve`) reads local files into memory instead, so
+//! hot chunk files are answered without touching the disk. Request coalescing (one lookup per
 //! chunk however many callers ask at once) lives in [`super::Tiered`], around all tiers.
 
 use std::sync::Arc;
@@ -16,12 +18,17 @@ use crate::model::ChunkKey;
 
 /// What an entry that only points at a local file weighs.
 const FILE_ENTRY_WEIGHT: u32 = 512;
+/// A store holding files keeps none larger than this share of its capacity, so one huge chunk
+/// never evicts every hot one.
+const MAX_ENTRY_SHARE: u64 = 8;
 
 /// The memory tier.
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Cache<ChunkKey, Arc<Chunk>>,
     capacity: u64,
+    /// Read local files into memory (up to this size each) instead of pointing at them.
+    load_files_up_to: Option<u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -40,7 +47,20 @@ impl MemoryStore {
                 ChunkData::File(_) => FILE_ENTRY_WEIGHT,
             })
             .build();
-        Self { cache, capacity }
+        Self {
+            cache,
+            capacity,
+            load_files_up_to: None,
+        }
+    }
+
+    /// A cache holding the bytes of chunk files: a local file put into it is read into memory
+    /// (if it is at most an eighth of `capacity`), so hits never touch the disk.
+    pub fn holding_files(capacity: u64) -> Self {
+        Self {
+            load_files_up_to: Some(capacity / MAX_ENTRY_SHARE),
+            ..Self::new(capacity)
+        }
     }
 
     /// Bytes currently held (after pending evictions are applied).
@@ -80,11 +100,32 @@ impl ChunkStore for MemoryStore {
         if !chunk.meta.complete {
             return Ok(());
         }
-        if let ChunkData::Bytes(b) = &chunk.data {
-            // Bytes are checked as they come in, so what is served later is sound.
-            verify_bytes(b, Some(&chunk.key))?;
-        }
-        self.cache.insert(chunk.key.clone(), Arc::new(chunk.clone())).await;
+        let chunk = match &chunk.data {
+            ChunkData::Bytes(b) => {
+                // Bytes are checked as they come in, so what is served later is sound.
+                verify_bytes(b, Some(&chunk.key))?;
+                chunk.clone()
+            }
+            ChunkData::File(p) => match self.load_files_up_to {
+                Some(max) if chunk.meta.file_bytes <= max => {
+                    let bytes = tokio::fs::read(p)
+                        .await
+                        .map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+                    // The caller verified the file; a file renamed over it since is another
+                    // sound copy, and a different size means it changed: keep the pointer then.
+                    if bytes.len() as u64 == chunk.meta.file_bytes {
+                        Chunk {
+                            data: ChunkData::Bytes(bytes.into()),
+                            ..chunk.clone()
+                        }
+                    } else {
+                        chunk.clone()
+                    }
+                }
+                _ => chunk.clone(),
+            },
+        };
+        self.cache.insert(chunk.key.clone(), Arc::new(chunk)).await;
         Ok(())
     }
 

@@ -257,6 +257,35 @@ impl RemoteStore {
         Ok(Some((bytes, checked)))
     }
 
+    /// Looks a chunk up like [`ChunkStore::get`], but also returns a sound chunk of a day Tardis
+    /// had not finished exporting (`meta.complete == false`). Only an edge server
+    /// (`tickvault serve`) hands those out, marked as such in the chunk file's own metadata; the
+    /// caller uses it without caching it as complete.
+    ///
+    /// # Errors
+    /// The remote could not be asked.
+    pub async fn get_any(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
+        if self.is_disabled() {
+            return Ok(None);
+        }
+        match self.fetch_checked(key).await? {
+            Some((bytes, Ok(meta))) => Ok(Some(Chunk {
+                key: key.clone(),
+                meta,
+                data: ChunkData::Bytes(bytes),
+            })),
+            Some((_, Err(SealedError::Corrupt(why)))) => {
+                warn!(
+                    "remote cache {}: entry {key} is corrupt ({why}); ignoring it",
+                    self.shown
+                );
+                Ok(None)
+            }
+            Some((_, Err(e))) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
+
     fn refuse_read_only(&self) -> Result<(), StoreError> {
         match self.mode {
             RemoteMode::ReadOnly => Err(StoreError::ReadOnly {
@@ -274,25 +303,7 @@ impl ChunkStore for RemoteStore {
     }
 
     async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
-        if self.is_disabled() {
-            return Ok(None);
-        }
-        match self.fetch_checked(key).await? {
-            Some((bytes, Ok(meta))) if meta.complete => Ok(Some(Chunk {
-                key: key.clone(),
-                meta,
-                data: ChunkData::Bytes(bytes),
-            })),
-            Some((_, Err(SealedError::Corrupt(why)))) => {
-                warn!(
-                    "remote cache {}: entry {key} is corrupt ({why}); ignoring it",
-                    self.shown
-                );
-                Ok(None)
-            }
-            Some((_, Err(e))) => Err(e.into()),
-            Some(_) | None => Ok(None),
-        }
+        Ok(self.get_any(key).await?.filter(|c| c.meta.complete))
     }
 
     async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {

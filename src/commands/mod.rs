@@ -3,19 +3,21 @@
 
 mod cache;
 mod download;
+mod serve;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 pub use download::DownloadError;
+pub use serve::ServeCommandError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation};
-use crate::settings::{CacheSettings, DownloadSettings, PruneSettings, UsageError};
+use crate::settings::{CacheSettings, DownloadSettings, PruneSettings, ServeSettings, UsageError};
 
 /// What to print and how to exit.
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub enum Error {
     /// The cache could not be read or maintained.
     #[error(transparent)]
     Cache(#[from] StoreError),
+    /// The edge server could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] ServeCommandError),
 }
 
 impl Error {
@@ -61,6 +66,15 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
     let json = o.json.unwrap_or(false);
     let (text, json_text) = match invocation.command {
         CommandKind::Download => return run_download(&DownloadSettings::resolve(o)?, reporter).await,
+        CommandKind::Serve => {
+            // Stopped by SIGTERM or Ctrl-C after a graceful shutdown: the normal end of a server.
+            serve::run(&ServeSettings::resolve(o)?).await?;
+            return Ok(Outcome {
+                code: ExitCode::Success,
+                stdout: None,
+                stderr: None,
+            });
+        }
         CommandKind::CacheStats => {
             let s = cache::stats(&CacheSettings::resolve(o)?).await?;
             (s.render(), json.then(|| to_json(&s)))

@@ -37,11 +37,12 @@ impl Fetcher {
         if let Err(e) = &response
             && e.stops_the_run()
         {
-            let reason = match e {
-                HttpError::Status { status: 401, .. } => format!("Tardis refused the API key ({e})"),
-                _ => e.to_string(),
+            let (reason, for_at_most) = match e {
+                HttpError::Status { status: 401, .. } => (format!("Tardis refused the API key ({e})"), None),
+                HttpError::QuotaExhausted { retry_after, .. } => (e.to_string(), Some(*retry_after)),
+                _ => (e.to_string(), None),
             };
-            self.admission.stop(reason);
+            self.admission.stop(reason, for_at_most);
         }
         // The answer's status is known (and a fatal one recorded): the other chunks may start.
         self.probes.arrive(key);

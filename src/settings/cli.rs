@@ -21,6 +21,8 @@ pub enum CommandKind {
     CacheVerify,
     /// `tickvault cache prune`.
     CachePrune,
+    /// `tickvault serve`.
+    Serve,
 }
 
 /// A parsed command line: the command and every option, layered.
@@ -65,6 +67,13 @@ pub fn command() -> Command {
         .subcommand(with_options(
             Command::new("download").about("Download exchange × symbols × data types × date range into Parquet."),
             Scope::DOWNLOAD,
+            false,
+        ))
+        .subcommand(with_options(
+            Command::new("serve").about(
+                "Serve the cache tiers over HTTP: the team's pull-through edge cache (clients point --remote-cache at it).",
+            ),
+            Scope::SERVE,
             false,
         ))
         .subcommand(
@@ -119,6 +128,7 @@ fn leaf(m: &ArgMatches) -> (CommandKind, &ArgMatches, Scope) {
             Some((_, l)) => (CommandKind::CacheStats, l, Scope::CACHE),
             None => (CommandKind::CacheStats, c, Scope::CACHE),
         },
+        Some(("serve", l)) => (CommandKind::Serve, l, Scope::SERVE),
         Some((_, l)) => (CommandKind::Download, l, Scope::DOWNLOAD),
         None => (CommandKind::Download, m, Scope::DOWNLOAD),
     }

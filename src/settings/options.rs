@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::spec::{Count, OptValue, Scope, Size, Spec, options};
+use super::spec::{Count, LogFormat, OptValue, Scope, Size, Spec, options};
 use crate::tardis::Secret;
 
 /// `--help` sections.
@@ -16,11 +16,16 @@ pub(crate) mod heading {
     pub const NETWORK: &str = "Tardis and network";
     pub const TOOL: &str = "Output of the tool";
     pub const PRUNE: &str = "What to prune";
+    pub const SERVE: &str = "Edge cache server";
 }
 
-use heading::{CACHE, FETCH, NETWORK, PRUNE, TOOL, WRITE};
+use heading::{CACHE, FETCH, NETWORK, PRUNE, SERVE, TOOL, WRITE};
 
 const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
+/// The cache tiers: `download`, the `cache` commands and `serve`.
+const TIERS: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::SERVE);
+/// Talking to Tardis: `download` and `serve`.
+const TARDIS: Scope = Scope::DOWNLOAD.or(Scope::SERVE);
 
 options! {
     /// Exchange id, e.g. binance-futures, deribit.
@@ -40,42 +45,42 @@ options! {
     partitioned: bool { heading: WRITE, default: Some("false") }
 
     /// Local cache directory [default: the platform cache dir + /tickvault].
-    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: BOTH }
+    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: TIERS }
     /// Shared remote cache: http(s)://, s3://, gs://, az:// or file://.
-    remote_cache: String { value_name: "URL", heading: CACHE, scope: BOTH }
+    remote_cache: String { value_name: "URL", heading: CACHE, scope: TIERS }
     /// Bearer token for an http(s) remote cache; prefer the environment variable (flags show in `ps`).
-    remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: BOTH, secret: true }
+    remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: TIERS, secret: true }
     /// read-write, or read-only for untrusted jobs.
-    remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: BOTH, default: Some("read-write") }
+    remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: TIERS, default: Some("read-write") }
     /// Limit of one remote cache request; then the next tier is used.
-    remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: BOTH, default: Some("60s") }
+    remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: TIERS, default: Some("60s") }
     /// Size of the in-memory cache.
-    memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: BOTH, default: Some("128MiB") }
+    memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: TIERS, default: Some("128MiB") }
     /// Never contact Tardis; fail naming the chunks no cache tier holds.
     offline: bool { heading: CACHE, default: Some("false") }
     /// Fetch every chunk from Tardis again and overwrite the cache tiers.
     refresh: bool { heading: CACHE, default: Some("false") }
 
     /// Tardis API key; never printed, logged or written anywhere.
-    api_key: Secret { value_name: "KEY", heading: NETWORK, env: Some("TARDIS_API_KEY"), secret: true }
+    api_key: Secret { value_name: "KEY", heading: NETWORK, scope: TARDIS, env: Some("TARDIS_API_KEY"), secret: true }
     /// Base URL of the datasets API.
-    datasets_url: String { value_name: "URL", heading: NETWORK, default: Some("https://datasets.tardis.dev/v1") }
+    datasets_url: String { value_name: "URL", heading: NETWORK, scope: TARDIS, default: Some("https://datasets.tardis.dev/v1") }
     /// Base URL of the metadata API.
-    api_url: String { value_name: "URL", heading: NETWORK, default: Some("https://api.tardis.dev/v1") }
+    api_url: String { value_name: "URL", heading: NETWORK, scope: TARDIS, default: Some("https://api.tardis.dev/v1") }
     /// Downloads in flight (20, as the official clients).
-    concurrency: usize { value_name: "N", heading: NETWORK, default: Some("20") }
+    concurrency: usize { value_name: "N", heading: NETWORK, scope: TARDIS, default: Some("20") }
     /// Requests per second to Tardis (token bucket) [default: unlimited].
-    rate_limit: u32 { value_name: "N", heading: NETWORK }
+    rate_limit: u32 { value_name: "N", heading: NETWORK, scope: TARDIS }
     /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies).
-    max_retries: u32 { value_name: "N", heading: NETWORK, default: Some("10") }
+    max_retries: u32 { value_name: "N", heading: NETWORK, scope: TARDIS, default: Some("10") }
     /// Delay before the first retry; doubles per retry, with jitter; Retry-After is honoured.
-    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, default: Some("1s") }
+    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("1s") }
     /// Cap on one retry delay.
-    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, default: Some("60s") }
+    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("60s") }
     /// Limit on connecting to Tardis or the remote cache.
-    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: BOTH, default: Some("10s") }
+    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: TIERS, default: Some("10s") }
     /// Silence while reading a body before the attempt fails.
-    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, default: Some("120s") }
+    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("120s") }
 
     /// Print a machine-readable summary on stdout (nothing else goes to stdout).
     json: bool { heading: TOOL, scope: BOTH, default: Some("false") }
@@ -85,8 +90,30 @@ options! {
     quiet: bool { short: Some('q'), heading: TOOL, scope: Scope::GLOBAL, default: Some("false") }
     /// Draw a progress bar (only ever when stderr is a terminal).
     progress: bool { heading: TOOL, scope: Scope::GLOBAL, default: Some("true") }
+    /// Log lines as text or json (one JSON object per line).
+    log_format: LogFormat { value_name: "FORMAT", heading: TOOL, scope: Scope::GLOBAL, default: Some("text") }
     /// TOML config file (see config/default.toml).
     config: PathBuf { value_name: "FILE", heading: TOOL, scope: Scope::GLOBAL, in_file: false }
+
+    /// Address to listen on, e.g. 0.0.0.0:8080 for the whole network.
+    listen: String { value_name: "ADDR", heading: SERVE, scope: Scope::SERVE, default: Some("127.0.0.1:8080") }
+    /// File of access tokens, one per line: `read TOKEN` or `write TOKEN` (# comments).
+    tokens_file: PathBuf { value_name: "FILE", heading: SERVE, scope: Scope::SERVE }
+    /// Comma-separated tokens that may GET chunks; without any read token, GETs are open.
+    /// Prefer the environment variable or --tokens-file (flags show in `ps`).
+    read_tokens: Secret { value_name: "TOKENS", heading: SERVE, scope: Scope::SERVE, secret: true }
+    /// Comma-separated tokens that may GET and PUT chunks (clients that fetched with their own key).
+    write_tokens: Secret { value_name: "TOKENS", heading: SERVE, scope: Scope::SERVE, secret: true }
+    /// Connections served at once; further ones wait to be accepted.
+    max_connections: usize { value_name: "N", heading: SERVE, scope: Scope::SERVE, default: Some("1024") }
+    /// Limit on producing a response, a fetch from Tardis included; then 504.
+    request_timeout: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("10m") }
+    /// Largest chunk file a client may PUT.
+    max_upload: Size { value_name: "SIZE", heading: SERVE, scope: Scope::SERVE, default: Some("4GiB") }
+    /// After SIGTERM or Ctrl-C, time given to responses in flight before the server exits.
+    shutdown_timeout: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("30s") }
+    /// How long proxied exchange metadata (/v1/exchanges...) is kept.
+    metadata_ttl: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("10m") }
 
     /// Keep the local cache at most this big, e.g. 50GiB.
     prune_max_size: Size { flag: Some("max-size"), value_name: "SIZE", heading: PRUNE, scope: Scope::PRUNE }

@@ -20,6 +20,8 @@ impl Scope {
     pub const PRUNE: Scope = Scope(4);
     /// Every command (logging, the config file).
     pub const GLOBAL: Scope = Scope(8);
+    /// `tickvault serve`.
+    pub const SERVE: Scope = Scope(16);
     /// `download` and the `cache` commands.
     pub const DOWNLOAD_AND_CACHE: Scope = Scope(1 | 2);
 
@@ -244,6 +246,27 @@ impl OptValue for Size {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         non_blank(raw).map(|s| parse::size(s).map(Size)).transpose()
+    }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event (with its time and fields).
+    Json,
+}
+
+impl OptValue for LogFormat {
+    const KIND: Kind = Kind::Value;
+    fn parse(raw: &str) -> Result<Option<Self>, String> {
+        match raw.trim() {
+            "" => Ok(None),
+            "text" => Ok(Some(Self::Text)),
+            "json" => Ok(Some(Self::Json)),
+            other => Err(format!("'{other}' is not text or json")),
+        }
     }
 }
 
