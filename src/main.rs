@@ -87,7 +87,10 @@ fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
     let o = &invocation.options;
     // A server logs a line per request by default (info); other commands only warnings.
     let base = usize::from(invocation.command == CommandKind::Serve);
-    let level = match (o.quiet.unwrap_or(false), base + usize::from(o.verbose.map_or(0, |c| c.0))) {
+    let level = match (
+        o.quiet.unwrap_or(false),
+        base + usize::from(o.verbose.map_or(0, |c| c.0)),
+    ) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -96,9 +99,12 @@ fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("tickvault={level},warn")));
+    // Colours only for a terminal: a server's log usually goes to a file or a journal.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(reporter.log_writer())
+        .with_ansi(colour)
         .with_target(false);
     if o.log_format == Some(LogFormat::Json) {
         // Machine-read logs carry their time; text logs go to a terminal or a journal that

@@ -61,9 +61,7 @@ pub(super) async fn run(settings: &ServeSettings) -> Result<(), ServeCommandErro
     let fetcher = Fetcher::new(client, config, stats.clone())
         .map_err(|e| DownloadError::Cache(StoreError::io("starting the decoding threads", e)))?;
     if settings.api_key.is_none() {
-        tracing::warn!(
-            "no Tardis API key (TARDIS_API_KEY): only cached chunks and first-of-month days can be served"
-        );
+        tracing::warn!("no Tardis API key (TARDIS_API_KEY): only cached chunks and first-of-month days can be served");
     }
     let tiered = Tiered::builder(local.clone())
         .memory(memory)

@@ -183,7 +183,8 @@ mod tests {
 
     fn tokens() -> Tokens {
         let mut t = Tokens::default();
-        t.add_file(&format!("# team tokens\n\nread {R}\n  write {W}  \n")).unwrap();
+        t.add_file(&format!("# team tokens\n\nread {R}\n  write {W}  \n"))
+            .unwrap();
         t
     }
 
@@ -216,8 +217,11 @@ mod tests {
         assert_eq!(t.check(&headers(Some("whatever-0123456789")), Access::Read), Ok(()));
         assert_eq!(t.check(&headers(None), Access::Write), Err(Denied::Unauthorized));
         let mut w = Tokens::default();
-        w.add_list(Access::Write, &Secret::new(format!("{W},other-token-0123456789")).unwrap())
-            .unwrap();
+        w.add_list(
+            Access::Write,
+            &Secret::new(format!("{W},other-token-0123456789")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(w.check(&headers(None), Access::Read), Ok(()));
         assert_eq!(w.check(&headers(Some("other-token-0123456789")), Access::Write), Ok(()));
     }

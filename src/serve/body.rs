@@ -109,7 +109,10 @@ pub(crate) async fn respond(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if not_modified {
-        return Ok(builder.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default());
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default());
     }
     // The file's own length, from the open handle: what is sent is what was measured.
     let (source, len) = match &resolved.chunk.data {

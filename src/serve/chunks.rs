@@ -43,7 +43,9 @@ pub(super) async fn handle(State(edge): State<Arc<Edge>>, req: Request) -> Respo
     };
     let key = match chunk_key(req.uri().path()) {
         Ok(k) => k,
-        Err(e) => return Failure::new(StatusCode::BAD_REQUEST, ErrorKind::BadPath, e.to_string()).respond(&edge.metrics),
+        Err(e) => {
+            return Failure::new(StatusCode::BAD_REQUEST, ErrorKind::BadPath, e.to_string()).respond(&edge.metrics);
+        }
     };
     if let Err(denied) = edge.tokens.check(req.headers(), access) {
         return refuse(denied, access).respond(&edge.metrics);

@@ -124,7 +124,11 @@ impl Metrics {
             "Requests being answered, bodies still streaming included",
             in_flight.clone(),
         );
-        registry.register("tickvault_connections_open", "Client connections open", connections.clone());
+        registry.register(
+            "tickvault_connections_open",
+            "Client connections open",
+            connections.clone(),
+        );
         registry.register(
             "tickvault_bytes_served",
             "Chunk file bytes sent to clients",
@@ -137,7 +141,11 @@ impl Metrics {
             metadata.clone(),
         );
         registry.register("tickvault_errors", "Failed requests by kind", errors.clone());
-        registry.register("tickvault_http_responses", "HTTP responses by status code", responses.clone());
+        registry.register(
+            "tickvault_http_responses",
+            "HTTP responses by status code",
+            responses.clone(),
+        );
         registry.register_collector(Box::new(TardisTraffic(fetch)));
         // Make every labelled series visible from the start, at 0.
         for tier in [Tier::Memory, Tier::Local, Tier::Remote, Tier::Tardis] {
@@ -247,7 +255,11 @@ impl Collector for TardisTraffic {
                 "Dataset requests sent to Tardis, retries included",
                 &s.requests,
             ),
-            ("tickvault_tardis_retries", "Dataset requests that were retries", &s.retries),
+            (
+                "tickvault_tardis_retries",
+                "Dataset requests that were retries",
+                &s.retries,
+            ),
             (
                 "tickvault_tardis_bytes",
                 "Compressed bytes received from Tardis (what Tardis bills)",

@@ -134,7 +134,10 @@ pub async fn run(settings: &ServeSettings, parts: Parts, stop: impl Future<Outpu
         () = stop => {}
     }
     let deadline = settings.shutdown_timeout;
-    info!("stopping: no new connections; finishing responses in flight (at most {} s)", deadline.as_secs());
+    info!(
+        "stopping: no new connections; finishing responses in flight (at most {} s)",
+        deadline.as_secs()
+    );
     graceful.cancel();
     if tokio::time::timeout(deadline, &mut serving).await.is_err() {
         warn!("responses still in flight after {} s are cut", deadline.as_secs());

@@ -26,9 +26,9 @@ pub struct BadPath(pub &'static str);
 /// # Errors
 /// [`BadPath`] saying what is wrong.
 pub fn chunk_key(raw: &str) -> Result<ChunkKey, BadPath> {
-    let rel = raw
-        .strip_prefix('/')
-        .ok_or(BadPath("expected /v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet"))?;
+    let rel = raw.strip_prefix('/').ok_or(BadPath(
+        "expected /v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet",
+    ))?;
     let segments: Vec<String> = rel
         .split('/')
         .map(|s| decode(s).ok_or(BadPath("bad percent-encoding")))
@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn plain_and_object_store_paths_give_the_key() {
         let k = ChunkKey::new("deribit", DataType::Trades, "BTC-PERPETUAL", date(2024, 1, 2));
-        assert_eq!(chunk_key("/v1/deribit/trades/BTC-PERPETUAL/2024-01-02.parquet"), Ok(k.clone()));
+        assert_eq!(
+            chunk_key("/v1/deribit/trades/BTC-PERPETUAL/2024-01-02.parquet"),
+            Ok(k.clone())
+        );
         assert_eq!(chunk_key(&wire(&k)), Ok(k));
         for symbol in ["??USDT", "BTC-USD.P", "A B", "ÄX"] {
             let k = ChunkKey::new("bitget", DataType::IncrementalBookL2, symbol, date(2026, 3, 16));

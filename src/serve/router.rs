@@ -43,7 +43,10 @@ pub(super) fn router(edge: Arc<Edge>, request_timeout: Duration, max_upload: u64
         .layer(RequestBodyLimitLayer::new(
             usize::try_from(max_upload).unwrap_or(usize::MAX),
         ))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            request_timeout,
+        ))
         .layer(trace)
         .with_state(edge)
 }

@@ -104,8 +104,8 @@ fn tokens(o: &Options) -> Result<Tokens, UsageError> {
     let mut tokens = Tokens::default();
     if let Some(path) = &o.tokens_file {
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read --tokens-file {shown}: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read --tokens-file {shown}: {e}")))?;
         tokens
             .add_file(&text)
             .map_err(|e| usage(format!("invalid --tokens-file {shown}: {e}")))?;
@@ -154,7 +154,9 @@ mod tests {
         assert!(e.contains("--listen 'localhost'"), "{e}");
         let e = resolve(&["--write-tokens", "tiny-secret"]).unwrap_err().to_string();
         assert!(e.contains("--write-tokens") && !e.contains("tiny-secret"), "{e}");
-        let e = resolve(&["--tokens-file", "/nonexistent/tokens"]).unwrap_err().to_string();
+        let e = resolve(&["--tokens-file", "/nonexistent/tokens"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--tokens-file /nonexistent/tokens"), "{e}");
         let e = resolve(&["--max-connections", "0"]).unwrap_err().to_string();
         assert!(e.contains("--max-connections"), "{e}");

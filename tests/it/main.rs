@@ -7,5 +7,6 @@ mod download; // the core pipeline: exact values, merging, warm runs, cache repa
 mod faults; // Tardis's answers: auth, status codes, retries, broken bodies
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
+mod serve; // tickvault serve: the team's edge cache, with real clients, tokens, crashes, metrics
 mod support;
 mod tiers; // one conformance suite for every tier; coalescing and back-fill
