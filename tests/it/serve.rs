@@ -79,6 +79,7 @@ fn read_only(mut c: std::process::Command) -> std::process::Command {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stderr)] // prints the single-flight figures (see below)
 async fn eight_clients_without_keys_cost_one_tardis_request_per_chunk() {
     // Latency on every Tardis answer, so clients asking for one chunk overlap.
     let env = Env::with(
@@ -144,7 +145,6 @@ async fn eight_clients_without_keys_cost_one_tardis_request_per_chunk() {
     assert_eq!(m["tickvault_requests_in_flight"], 0.0);
     assert!(!m.keys().any(|k| k.starts_with("tickvault_errors_total")), "{m:?}");
     // The figures for the record: `cargo test --test it serve::eight -- --nocapture`.
-    #[allow(clippy::print_stderr)]
     eprintln!(
         "single-flight: {gets} chunk GETs from 8 clients, {distinct} distinct chunks, {} Tardis requests; \
          lookups by tier: memory {} local {} tardis {}; joins {joins}",
