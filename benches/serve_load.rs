@@ -86,7 +86,14 @@ struct Server {
 impl Server {
     fn start(tardis: &FakeTardis, cache: &std::path::Path, memory: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickvault"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--memory-cache", memory, "--cache-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--memory-cache",
+                memory,
+                "--cache-dir",
+            ])
             .arg(cache)
             .args(["--datasets-url", &tardis.datasets_url(), "--api-url", &tardis.api_url()])
             .env("TARDIS_API_KEY", KEY)

@@ -46,7 +46,7 @@ impl Failure {
         if let Some(s) = self.retry_after {
             r = r.header(header::RETRY_AFTER, s);
         }
-        r.body(Body::from(format!("{}\n", self.message))).unwrap_or_default()
+        r.body(Body::from(self.message)).unwrap_or_default()
     }
 
     /// Why a chunk could not be resolved. A 404 is a miss for the client, which then tries its

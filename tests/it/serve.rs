@@ -404,12 +404,20 @@ async fn paths_that_are_not_chunk_keys_are_400_and_touch_nothing() {
         edge.metric("tickvault_errors_total{kind=\"bad_path\"}").await,
         bad.len() as u64 * 3
     );
-    // The one good path still works.
-    let (status, _) = raw(
-        &edge.addr(),
-        &format!("GET {ok} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n"),
+    // The one good path works; HEAD never fetches.
+    let request = |method: &str| format!("{method} {ok} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        raw(&edge.addr(), &request("HEAD")).0,
+        404,
+        "not held, and HEAD does not fetch"
     );
+    assert_eq!(env.tardis.dataset_requests().len(), 0);
+    assert_eq!(raw(&edge.addr(), &request("GET")).0, 200);
+    let (status, resp) = raw(&edge.addr(), &request("HEAD"));
+    let resp = String::from_utf8_lossy(&resp);
     assert_eq!(status, 200);
+    assert!(resp.contains("content-length: ") && resp.contains("etag: "), "{resp}");
+    assert_eq!(env.tardis.dataset_requests().len(), 1);
 }
 
 /// A sealed trades chunk file of `rows` rows of random numbers (which compress poorly), so
