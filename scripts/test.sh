@@ -3,8 +3,9 @@
 #
 # Needs: the Rust toolchain; make and a C compiler (zstd and jemalloc are built from C); nginx
 # (Debian package `nginx`, with the WebDAV module) for the remote-cache tier; moto's S3 server
-# (PyPI `moto[server]`, installed into a virtualenv under ~/.cache). All are installed when
-# missing; the tests fail, never skip, without them.
+# (PyPI `moto[server]`, installed into a virtualenv under ~/.cache); pyarrow, polars and DuckDB
+# (PyPI, pinned, in another virtualenv) for the partitioned-lake reader matrix. All are
+# installed when missing; the tests fail, never skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,5 +44,19 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
     "$moto_venv/bin/pip" install -q 'moto[server]==5.1.*'
 fi
 export TICKVAULT_TEST_MOTO_SERVER="$moto_venv/bin/moto_server"
+
+# The Parquet readers a partitioned lake must satisfy (tests/it/lake.rs). Bump the pins here.
+readers_pins=(pyarrow==26.0.1 polars==2.1.0 duckdb==2.0.0)
+readers_venv="$cache/tickvault-readers"
+if ! "$readers_venv/bin/python" -c '
+import sys, pyarrow, polars, duckdb
+want = dict(p.split("==") for p in sys.argv[1:])
+have = {"pyarrow": pyarrow.__version__, "polars": polars.__version__, "duckdb": duckdb.__version__}
+sys.exit(0 if have == want else 1)' "${readers_pins[@]}" >/dev/null 2>&1; then
+    echo "test.sh: installing ${readers_pins[*]} into $readers_venv for the reader matrix" >&2
+    python3 -m venv "$readers_venv"
+    "$readers_venv/bin/pip" install -q "${readers_pins[@]}"
+fi
+export TICKVAULT_TEST_PYTHON="$readers_venv/bin/python"
 
 exec cargo test --workspace --locked "$@"

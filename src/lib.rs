@@ -7,9 +7,13 @@
 //! outputs merge the chunk files by `local_timestamp`. ARCHITECTURE.md walks a chunk through.
 //!
 //! Module map, in pipeline order:
-//! - [`commands`]: the dispatcher, `download` and `serve` wiring, `cache stats|verify|prune`;
-//! - [`settings`]: every option declared once, layered (flags, env, file, defaults), validated;
-//! - [`run`]: the plan of chunks, the run loop, the summary and exit codes, progress;
+//! - [`commands`]: the dispatcher, `download` and `serve` wiring, `exchanges`, `cache stats|verify|prune`,
+//!   `config`, `completions`, `man`;
+//! - [`settings`]: every option declared once, layered (flags, env, job, file, defaults),
+//!   validated;
+//! - [`run`]: the checks before a run, the plan of chunks and the dry run, the run loop, the
+//!   summary and exit codes, progress, logging;
+//! - [`metadata`]: Tardis's exchange metadata, cached a day; "did you mean" suggestions;
 //! - [`model`]: pure types (data types and schemas, chunk keys, ranges);
 //! - [`cache`]: the chunk file and the tiers (memory, local, remote) behind one trait;
 //! - [`fetch`]: admission, retries and one attempt at a chunk (GET → spool → decode);
@@ -26,6 +30,7 @@ pub mod commands;
 pub mod decode;
 pub(crate) mod error;
 pub mod fetch;
+pub mod metadata;
 pub mod model;
 pub mod output;
 pub mod parquet;

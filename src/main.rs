@@ -1,15 +1,17 @@
-//! The `tickvault` binary: parse, set up logging and the runtime, run, print, exit.
+//! The `tickvault` binary: parse, set up logging and progress, run on the async runtime, print,
+//! exit. Everything else is in the library.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use anyhow::Context;
-use tickvault::commands;
+use tickvault::commands::{self, Outcome, failure, parse_failure};
 use tickvault::run::exit::ExitCode;
-use tickvault::run::progress::BarReporter;
-use tickvault::settings::cli::{CommandKind, Invocation, ParseError, parse};
-use tickvault::settings::spec::LogFormat;
-use tracing_subscriber::EnvFilter;
+use tickvault::run::logging::{self, LogStyle, stderr_text};
+use tickvault::run::progress::{Display, Progress};
+use tickvault::settings::ToolSettings;
+use tickvault::settings::cli::{CommandKind, color_arg, parse, wants_json};
+use tracing::Level;
 
 /// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
 /// large buffers across threads, and glibc's per-thread arenas keep a varying share of them,
@@ -19,105 +21,74 @@ use tracing_subscriber::EnvFilter;
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    let invocation = match parse(std::env::args_os()) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invocation = match parse(args.clone()) {
         Ok(i) => i,
-        Err(e) => return parse_failure(e),
+        Err(e) => {
+            let color = clap_color(color_arg(&args).as_deref());
+            return print(parse_failure(e, wants_json(&args), color), false, None);
+        }
     };
-    let o = &invocation.options;
-    let quiet = o.quiet.unwrap_or(false);
-    let show_bar = !quiet && o.progress.unwrap_or(true) && std::io::stderr().is_terminal();
-    let reporter = Arc::new(BarReporter::new(show_bar));
-    init_logging(&invocation, &reporter);
+    let mut tool = match ToolSettings::resolve(&invocation.options) {
+        Ok(t) => t,
+        Err(e) => return print(failure(&e.0, ExitCode::Usage, wants_json(&args)), false, None),
+    };
+    let serving = invocation.command == CommandKind::Serve;
+    if serving {
+        // A server logs a line per request by default (info), and has no progress to show.
+        tool.verbose = tool.verbose.saturating_add(1);
+    }
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let display = if serving {
+        Display::Off
+    } else {
+        Display::decide(tool.progress, tool.log_format, stderr_is_terminal)
+    };
+    let progress = Arc::new(Progress::new(display));
+    let style = LogStyle::for_process(&tool);
+    logging::init(&tool, style, progress.log_writer());
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("{e:#}"), ExitCode::Failure),
+        Err(e) => {
+            let message = format!("cannot start the async runtime: {e}");
+            return print(failure(&message, ExitCode::Failure, tool.json), tool.quiet, Some(style));
+        }
     };
-    let result = runtime.block_on(commands::run(&invocation, reporter));
+    let result = runtime.block_on(commands::run(&invocation, progress));
     // Let blocking work notice a cancellation and clean up its temporary files.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
-    match result {
-        Ok(outcome) => {
-            if let Some(text) = outcome.stderr.filter(|_| !quiet || outcome.code != ExitCode::Success) {
-                let _ = std::io::stderr().write_all(text.as_bytes());
-            }
-            if let Some(text) = outcome.stdout {
-                let mut out = std::io::stdout().lock();
-                // A closed pipe (`| head`) is not an error worth reporting.
-                let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
-            }
-            outcome.code.into()
-        }
-        Err(e) => {
-            let code = e.exit_code();
-            fail(&format!("{:#}", anyhow::Error::from(e)), code)
-        }
-    }
+    let outcome = result.unwrap_or_else(|e| {
+        let code = e.exit_code();
+        failure(&format!("{:#}", anyhow::Error::from(e)), code, tool.json)
+    });
+    print(outcome, tool.quiet, Some(style))
 }
 
-/// `--help` and `--version` print and succeed; anything else is one line and exit code 2.
-fn parse_failure(e: ParseError) -> std::process::ExitCode {
-    let e = match e {
-        ParseError::Usage(u) => return fail(&u.0, ExitCode::Usage),
-        ParseError::Clap(e) => e,
-    };
-    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let _ = e.print();
-        return ExitCode::Usage.into();
+/// Prints an outcome (stderr only on failure when `quiet`; as a JSON line when logs are JSON)
+/// and returns its exit code.
+fn print(outcome: Outcome, quiet: bool, style: Option<LogStyle>) -> std::process::ExitCode {
+    if let Some(text) = outcome.stderr.filter(|_| !quiet || outcome.code != ExitCode::Success) {
+        let text = match style {
+            Some(style) if outcome.code == ExitCode::Success => stderr_text(style, Level::INFO, "summary", &text),
+            Some(style) => stderr_text(style, Level::ERROR, "summary", &text),
+            None => text,
+        };
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
-    if !e.use_stderr() {
-        let _ = e.print();
-        return ExitCode::Success.into();
+    if let Some(text) = outcome.stdout {
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not an error worth reporting.
+        let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
     }
-    // One line, like every other error; the usage text is one --help away.
-    let text = e.render().to_string();
-    let first = text
-        .lines()
-        .next()
-        .unwrap_or("error: invalid usage")
-        .trim_start_matches("error: ");
-    fail(&format!("{first} (see tickvault --help)"), ExitCode::Usage)
+    outcome.code.into()
 }
 
-fn init_logging(invocation: &Invocation, reporter: &BarReporter) {
-    let o = &invocation.options;
-    // A server logs a line per request by default (info); other commands only warnings.
-    let base = usize::from(invocation.command == CommandKind::Serve);
-    let level = match (
-        o.quiet.unwrap_or(false),
-        base + usize::from(o.verbose.map_or(0, |c| c.0)),
-    ) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("tickvault={level},warn")));
-    // Colours only for a terminal: a server's log usually goes to a file or a journal.
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(reporter.log_writer())
-        .with_ansi(colour)
-        .with_target(false);
-    if o.log_format == Some(LogFormat::Json) {
-        // Machine-read logs carry their time; text logs go to a terminal or a journal that
-        // stamps them.
-        builder.json().init();
-    } else if invocation.command == CommandKind::Serve {
-        builder.init();
-    } else {
-        builder.without_time().init();
+/// Whether clap's messages are coloured: `--color`, else only on a terminal without NO_COLOR.
+fn clap_color(choice: Option<&str>) -> bool {
+    match choice {
+        Some("always") => true,
+        Some("never") => false,
+        _ => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }
-}
-
-fn fail(message: &str, code: ExitCode) -> std::process::ExitCode {
-    let _ = writeln!(std::io::stderr(), "error: {message}");
-    code.into()
 }

@@ -87,6 +87,19 @@ impl<W: Write + Read + Seek + Send> ChunkFileWriter<W> {
     /// # Errors
     /// Fails on an encoding or I/O error.
     pub fn finish(self, key: &ChunkKey, complete: bool) -> Result<(ChunkMeta, W), SealedError> {
+        self.finish_with(key, complete, Vec::new())
+    }
+
+    /// [`Self::finish`] with more key/value metadata (e.g. a partition's row range).
+    ///
+    /// # Errors
+    /// Fails on an encoding or I/O error.
+    pub fn finish_with(
+        self,
+        key: &ChunkKey,
+        complete: bool,
+        extra: Vec<(&str, String)>,
+    ) -> Result<(ChunkMeta, W), SealedError> {
         let s = self.0.stats().clone();
         let mut kv = vec![
             (keys::FORMAT, CHUNK_FORMAT.to_string()),
@@ -100,6 +113,7 @@ impl<W: Write + Read + Seek + Send> ChunkFileWriter<W> {
             kv.push((chunk_keys::MIN_TS, min.to_string()));
             kv.push((chunk_keys::MAX_TS, max.to_string()));
         }
+        kv.extend(extra);
         let (sealed, inner) = self.0.finish(kv)?;
         let meta = ChunkMeta {
             chunk: key.to_string(),

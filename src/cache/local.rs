@@ -53,6 +53,16 @@ impl LocalStore {
         self.root.join(key.cache_path())
     }
 
+    /// Takes the cross-process lock of `key` ([`super::ChunkLock`]); `true` if it had to wait.
+    ///
+    /// # Errors
+    /// The lock file cannot be created or locked.
+    pub async fn lock(&self, key: &ChunkKey) -> Result<(super::ChunkLock, bool), StoreError> {
+        super::ChunkLock::acquire(&self.root, key)
+            .await
+            .map_err(|e| StoreError::io(format!("locking {} in {}", key, self.root.display()), e))
+    }
+
     /// The directory for download spool files.
     pub fn spool_dir(&self) -> PathBuf {
         self.root.join("tmp")

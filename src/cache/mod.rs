@@ -6,6 +6,7 @@
 //! Tardis in [`Tiered`]; a hit back-fills the faster tiers.
 
 pub mod chunk_file;
+mod chunk_lock;
 mod local;
 mod lock;
 mod memory;
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+pub use chunk_lock::ChunkLock;
 pub use local::LocalStore;
 pub use lock::CacheLock;
 pub use memory::MemoryStore;

@@ -154,6 +154,19 @@ impl RemoteStore {
         self.mode
     }
 
+    /// Whether an object is stored for `key`: a HEAD, nothing downloaded or verified
+    /// (`--dry-run`).
+    ///
+    /// # Errors
+    /// The remote could not be asked.
+    pub async fn exists(&self, key: &ChunkKey) -> Result<bool, StoreError> {
+        match self.timed(self.store.head(&Self::location(key))).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the remote was switched off after repeated failures.
     pub fn is_disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)

@@ -270,11 +270,30 @@ impl Tiers {
             chunk: key.to_string(),
             source,
         };
+        // One fetch per chunk across processes: wait our turn (probes first, holding nothing),
+        // take the key's lock, and look again: another process may have just stored it.
+        fetcher.wait_turn(key).await;
+        let (lock, waited) = self.local.lock(key).await.map_err(store_err)?;
+        if !self.refresh
+            && let Ok(Some(c)) = self.local.get(key).await
+        {
+            debug!(
+                "{key}: stored by another process{}",
+                if waited { " while we waited" } else { "" }
+            );
+            self.remember(&c).await;
+            return Ok(Resolved {
+                chunk: c,
+                source: Tier::Local,
+                downloaded: 0,
+            });
+        }
         let staged = self.local.stage(key).map_err(store_err)?;
         let fetched = fetcher.fetch(key, staged.path()).await?;
         let path = staged
             .commit()
             .map_err(|e| store_err(StoreError::io(format!("storing {key}"), e)))?;
+        drop(lock);
         let chunk = Chunk {
             key: key.clone(),
             meta: fetched.meta,

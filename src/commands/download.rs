@@ -1,4 +1,5 @@
-//! `tickvault download`: wires the tiers and the fetcher from the settings, runs the plan
+//! `tickvault download`: checks the request against Tardis's metadata
+//! ([`crate::run::validate`]), wires the tiers and the fetcher from the settings, runs the plan
 //! ([`crate::run::execute`]) and builds the summary.
 
 use std::sync::Arc;
@@ -6,14 +7,19 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::cache::{CacheLock, LocalStore, MemoryStore, RemoteStore, RemoteUrlError, StoreError, Tiered};
 use crate::fetch::{FetchConfig, FetchStats, Fetcher};
-use crate::run::execute::{resolve_all, tally, write_outputs};
+use crate::metadata::Metadata;
+use crate::output::target::check_targets;
+use crate::run::execute::{Written, resolve_all, tally, write_outputs};
 use crate::run::exit::RunStatus;
 use crate::run::plan::Plan;
+use crate::run::publication::Publication;
 use crate::run::report::Reporter;
-use crate::run::summary::{Summary, TardisTraffic, Uploads};
+use crate::run::summary::{PublicationSummary, Summary, TardisTraffic, Uploads};
+use crate::run::validate::{PreflightError, preflight};
 use crate::settings::DownloadSettings;
 use crate::tardis::{ClientConfig, TardisClient};
 
@@ -29,31 +35,48 @@ pub enum DownloadError {
     /// The remote cache could not be opened.
     #[error(transparent)]
     Remote(#[from] RemoteUrlError),
+    /// The request does not check out, or its metadata cannot be had.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
 }
 
-/// The fetcher of a run, unless it is `--offline`.
-fn fetcher(
-    settings: &DownloadSettings,
-    local: &LocalStore,
-    stats: Arc<FetchStats>,
-) -> Result<Option<Arc<Fetcher>>, DownloadError> {
-    if settings.offline {
-        return Ok(None);
+impl DownloadError {
+    /// Whether the fix is a different command line (exit 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, DownloadError::Preflight(p) if p.is_usage())
     }
-    let client = TardisClient::new(ClientConfig {
+}
+
+/// The HTTP client of the run.
+fn client(settings: &DownloadSettings) -> Result<TardisClient, DownloadError> {
+    TardisClient::new(ClientConfig {
         datasets_url: settings.datasets_url.clone(),
         api_url: settings.api_url.clone(),
         api_key: settings.api_key.clone(),
         connect_timeout: settings.connect_timeout,
         read_timeout: settings.read_timeout,
     })
-    .map_err(|e| DownloadError::Client(e.without_url()))?;
+    .map_err(|e| DownloadError::Client(e.without_url()))
+}
+
+/// The fetcher of a run, unless it is `--offline`.
+fn fetcher(
+    settings: &DownloadSettings,
+    client: Option<TardisClient>,
+    local: &LocalStore,
+    publication: &Publication,
+    stats: Arc<FetchStats>,
+) -> Result<Option<Arc<Fetcher>>, DownloadError> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
     let config = FetchConfig {
         concurrency: settings.concurrency,
         rate_limit: settings.rate_limit,
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        exported_until: publication.exported_until,
     };
     let fetcher =
         Fetcher::new(client, config, stats).map_err(|e| StoreError::io("starting the decoding threads", e))?;
@@ -63,13 +86,20 @@ fn fetcher(
 /// Runs a download. Returns the summary; chunk failures are in it, not errors.
 ///
 /// # Errors
-/// [`DownloadError`] when the run cannot start (cache directory, HTTP client).
+/// [`DownloadError`] when the run cannot start (a request that does not check out, its
+/// metadata, the cache directory, the HTTP client).
 pub(super) async fn run(
     settings: &DownloadSettings,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
 ) -> Result<Summary, DownloadError> {
     let started = Instant::now();
+    let client = (!settings.offline).then(|| client(settings)).transpose()?;
+    let metadata = Metadata::new(&settings.cache.cache_dir, client.clone(), settings.retry);
+    let publication = preflight(settings, &metadata).await?;
+    let withhold = !settings.allow_incomplete;
+    let plan = Plan::new(&settings.request).withhold(|k| withhold && !publication.is_final(k.date));
+    check_targets(settings, &plan).map_err(PreflightError::Invalid)?;
     let cache_dir = settings.cache.cache_dir.clone();
     let _lock = tokio::task::spawn_blocking(move || CacheLock::shared(&cache_dir))
         .await
@@ -79,7 +109,7 @@ pub(super) async fn run(
     let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
     let remote = settings.cache.remote.as_ref().map(RemoteStore::open).transpose()?;
     let stats = Arc::new(FetchStats::default());
-    let fetcher = fetcher(settings, &local, stats.clone())?;
+    let fetcher = fetcher(settings, client, &local, &publication, stats.clone())?;
     let tiered = Tiered::builder(local)
         .memory(memory)
         .remote(remote)
@@ -87,7 +117,8 @@ pub(super) async fn run(
         .refresh(settings.refresh)
         .build();
 
-    let plan = Plan::new(&settings.request);
+    log_plan(settings, &plan);
+    reporter.track_traffic(stats.clone());
     reporter.start(plan.requests.len() as u64);
     let results = resolve_all(
         &tiered,
@@ -95,34 +126,82 @@ pub(super) async fn run(
         &plan,
         settings.concurrency,
         reporter.as_ref(),
+        &cancel,
     )
     .await;
-    if let Some(f) = &fetcher {
-        f.shutdown_decoders().await;
-    }
     let tally = tally(&plan, &results);
-    let (outputs, skipped_outputs) = write_outputs(settings, &plan, &results, reporter.as_ref(), &cancel).await;
-    let uploaded = tiered.finish().await;
+    let interrupted = cancel.is_cancelled();
+    let (written, uploaded) = if interrupted {
+        // Stop now: no output from a partial run, no waiting for uploads.
+        (Written::default(), Default::default())
+    } else {
+        if let Some(f) = &fetcher {
+            f.shutdown_decoders().await;
+        }
+        let written = write_outputs(settings, &plan, &results, &publication, reporter.as_ref(), &cancel).await;
+        (written, tiered.finish().await)
+    };
     reporter.finish();
 
-    let failed = tally.counts.failed > 0 || !skipped_outputs.is_empty();
+    let status = if interrupted {
+        RunStatus::Interrupted
+    } else {
+        status(tally.counts.failed, &written)
+    };
     let mut summary = Summary::begin(&settings.request);
     summary.chunks = tally.counts;
     summary.chunk_rows = tally.chunk_rows;
     summary.bytes_from_cache = tally.bytes_from_cache;
     summary.failures = tally.failures;
-    summary.rows = outputs.iter().map(|o| o.rows).sum();
+    summary.rows = written.outputs.iter().map(|o| o.rows).sum();
     summary.tardis = TardisTraffic {
         requests: stats.requests.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
         bytes: stats.bytes.load(Ordering::Relaxed),
+        metadata_requests: metadata.requests(),
     };
     summary.uploads = Uploads {
         uploaded: uploaded.uploaded,
         failed: uploaded.failed,
     };
-    summary.outputs = outputs;
-    summary.skipped_outputs = skipped_outputs;
-    let status = if failed { RunStatus::Failed } else { RunStatus::Ok };
+    summary.publication = PublicationSummary::new(&publication, withhold);
+    summary.outputs = written.outputs;
+    summary.skipped_outputs = [written.refused, written.failed, written.withheld].concat();
     Ok(summary.end(status, started.elapsed().as_secs_f64()))
+}
+
+/// The resolved request, at info level (relative dates show what they meant).
+fn log_plan(settings: &DownloadSettings, plan: &Plan) {
+    let r = &settings.request;
+    let data_types: Vec<String> = r.data_types.iter().map(ToString::to_string).collect();
+    info!(
+        event = "plan",
+        exchange = %r.exchange,
+        symbols = %r.symbols.join(","),
+        data_types = %data_types.join(","),
+        from = %r.range.from,
+        to = %r.range.to,
+        chunks = plan.requests.len(),
+        "{} {} {}: {} to {}, {} chunks",
+        r.exchange,
+        data_types.join(","),
+        r.symbols.join(","),
+        r.range.from,
+        r.range.to,
+        plan.requests.len()
+    );
+}
+
+/// How the run ended: a refused output (the command must change) before failures (a re-run
+/// may fix them) before unpublished days (a later run will).
+fn status(failed_chunks: u64, written: &Written) -> RunStatus {
+    if !written.refused.is_empty() {
+        RunStatus::Refused
+    } else if failed_chunks > 0 || !written.failed.is_empty() {
+        RunStatus::Failed
+    } else if !written.withheld.is_empty() {
+        RunStatus::NotPublished
+    } else {
+        RunStatus::Ok
+    }
 }

@@ -2,7 +2,9 @@
 //! `main.rs` only parses, sets up logging and prints.
 
 mod cache;
+mod config;
 mod download;
+mod exchanges;
 mod serve;
 
 use std::sync::Arc;
@@ -10,14 +12,16 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use download::DownloadError;
+pub use exchanges::ExchangesError;
 pub use serve::ServeCommandError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
+use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
-use crate::settings::cli::{CommandKind, Invocation};
-use crate::settings::{CacheSettings, DownloadSettings, PruneSettings, ServeSettings, UsageError};
+use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
+use crate::settings::{CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, ServeSettings, UsageError};
 
 /// What to print and how to exit.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub enum Error {
     /// The cache could not be read or maintained.
     #[error(transparent)]
     Cache(#[from] StoreError),
+    /// `tickvault exchanges` failed.
+    #[error(transparent)]
+    Exchanges(#[from] ExchangesError),
     /// The edge server could not start or failed.
     #[error(transparent)]
     Serve(#[from] ServeCommandError),
@@ -52,6 +59,8 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) => ExitCode::Usage,
+            Error::Download(e) if e.is_usage() => ExitCode::Usage,
+            Error::Exchanges(e) if e.is_usage() => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }
@@ -64,8 +73,14 @@ impl Error {
 pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
     let o = &invocation.options;
     let json = o.json.unwrap_or(false);
-    let (text, json_text) = match invocation.command {
-        CommandKind::Download => return run_download(&DownloadSettings::resolve(o)?, reporter).await,
+    let (text, json_text) = match &invocation.command {
+        CommandKind::Download => {
+            let settings = DownloadSettings::resolve(o)?;
+            if settings.dry_run {
+                return dry_run(&settings).await;
+            }
+            return run_download(&settings, reporter).await;
+        }
         CommandKind::Serve => {
             // Stopped by SIGTERM or Ctrl-C after a graceful shutdown: the normal end of a server.
             serve::run(&ServeSettings::resolve(o)?).await?;
@@ -75,6 +90,12 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
                 stderr: None,
             });
         }
+        CommandKind::Config => {
+            let c = config::Report::new(invocation);
+            (c.render(), json.then(|| to_json(&c)))
+        }
+        CommandKind::Completions(shell) => (config::completions(*shell), None),
+        CommandKind::Man(name) => (config::man(name.as_deref())?, None),
         CommandKind::CacheStats => {
             let s = cache::stats(&CacheSettings::resolve(o)?).await?;
             (s.render(), json.then(|| to_json(&s)))
@@ -82,6 +103,10 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
         CommandKind::CacheVerify => {
             let r = cache::verify(&CacheSettings::resolve(o)?).await?;
             (r.render(), json.then(|| to_json(&r)))
+        }
+        CommandKind::Exchanges => {
+            let text = exchanges::run(&ExchangesSettings::resolve(o)?).await?;
+            (text, None)
         }
         CommandKind::CachePrune => {
             let r = cache::prune(&CacheSettings::resolve(o)?, PruneSettings::resolve(o)?).await?;
@@ -95,21 +120,99 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
     })
 }
 
+/// The outcome of a failed command: one line (`error: …`) on stderr and, under `--json`, the
+/// JSON error document on stdout.
+pub fn failure(message: &str, code: ExitCode, json: bool) -> Outcome {
+    Outcome {
+        code,
+        stdout: json.then(|| crate::run::summary::error_json(code, message)),
+        stderr: Some(format!("error: {message}\n")),
+    }
+}
+
+/// The outcome of a command line that [`crate::settings::cli::parse`] refused: clap's whole
+/// message (its suggestions and usage included, coloured when `color`), with a tip when a flag
+/// is spelled as the official tardis-dev clients spell it; `--help` and `--version` succeed.
+pub fn parse_failure(e: ParseError, json: bool, color: bool) -> Outcome {
+    let e = match e {
+        ParseError::Usage(u) => return failure(&u.0, ExitCode::Usage, json),
+        ParseError::Clap(e) => e,
+    };
+    let rendered = e.render();
+    let mut text = if color {
+        rendered.ansi().to_string()
+    } else {
+        rendered.to_string()
+    };
+    if !e.use_stderr() {
+        // --help and --version go to stdout, which may be a pipe: no escape codes.
+        return Outcome {
+            code: ExitCode::Success,
+            stdout: Some(rendered.to_string()),
+            stderr: None,
+        };
+    }
+    let plain = rendered.to_string();
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return Outcome {
+            code: ExitCode::Usage,
+            stdout: json.then(|| crate::run::summary::error_json(ExitCode::Usage, "a command is required")),
+            stderr: Some(text),
+        };
+    }
+    let hint = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => official_name_hint(arg),
+        _ => None,
+    };
+    if let Some(hint) = &hint {
+        text = format!("{}\n\n  {hint}\n", text.trim_end());
+    }
+    let first = plain
+        .lines()
+        .next()
+        .unwrap_or("invalid usage")
+        .trim_start_matches("error: ");
+    let message = match &hint {
+        Some(h) => format!("{first} ({h})"),
+        None => first.to_string(),
+    };
+    Outcome {
+        code: ExitCode::Usage,
+        stdout: json.then(|| crate::run::summary::error_json(ExitCode::Usage, &message)),
+        stderr: Some(text),
+    }
+}
+
 fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// How long a run may take to wind down after a signal before its summary is written without it.
+const WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let started = std::time::Instant::now();
-    let summary = tokio::select! {
-        r = download::run(settings, reporter.clone(), cancel.clone()) => r?,
-        () = interrupted() => {
+    let watcher = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            interrupted().await;
             cancel.cancel();
+        }
+    });
+    let run = download::run(settings, reporter.clone(), cancel.clone());
+    let summary = tokio::select! {
+        r = run => r?,
+        () = async { cancel.cancelled().await; tokio::time::sleep(WIND_DOWN).await } => {
+            // The run did not hand back its totals in time: report the plan, nothing done.
             reporter.finish();
-            Summary::begin(&settings.request).end(RunStatus::Interrupted, started.elapsed().as_secs_f64())
+            let mut s = Summary::begin(&settings.request);
+            s.chunks.total = Plan::new(&settings.request).requests.len() as u64;
+            s.chunks.pending = s.chunks.total;
+            s.end(RunStatus::Interrupted, started.elapsed().as_secs_f64())
         }
     };
+    watcher.abort();
     let code = summary.exit();
     Ok(if settings.json {
         Outcome {
@@ -123,6 +226,16 @@ async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) 
             stdout: None,
             stderr: Some(summary.render()),
         }
+    })
+}
+
+/// `download --dry-run`: the plan on stdout, as a table or JSON.
+async fn dry_run(settings: &DownloadSettings) -> Result<Outcome, Error> {
+    let plan = crate::run::dry_run::DryRun::build(settings).await?;
+    Ok(Outcome {
+        code: ExitCode::Success,
+        stdout: Some(if settings.json { to_json(&plan) } else { plan.render() }),
+        stderr: None,
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::cache::{LocalStore, MemoryStore, RemoteStore, StoreError, Tiered};
 use crate::fetch::{FetchConfig, FetchStats, Fetcher};
+use crate::metadata::Metadata;
 use crate::serve::metrics::Metrics;
 use crate::serve::{Parts, ServeError};
 use crate::settings::ServeSettings;
@@ -57,9 +58,17 @@ pub(super) async fn run(settings: &ServeSettings) -> Result<(), ServeCommandErro
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        // Asked per exchange as chunks come (below): a server fetches any exchange, for weeks.
+        exported_until: None,
     };
+    let metadata = Arc::new(Metadata::new(
+        &settings.cache.cache_dir,
+        Some(client.clone()),
+        settings.retry,
+    ));
     let fetcher = Fetcher::new(client, config, stats.clone())
-        .map_err(|e| DownloadError::Cache(StoreError::io("starting the decoding threads", e)))?;
+        .map_err(|e| DownloadError::Cache(StoreError::io("starting the decoding threads", e)))?
+        .live_exports(metadata);
     if settings.api_key.is_none() {
         tracing::warn!("no Tardis API key (TARDIS_API_KEY): only cached chunks and first-of-month days can be served");
     }

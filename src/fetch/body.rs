@@ -102,6 +102,7 @@ impl Fetcher {
         decode: &tokio::task::JoinHandle<Result<crate::cache::chunk_file::ChunkMeta, FetchError>>,
     ) -> (SpoolWriter, Option<FetchError>) {
         let mut stream = response.bytes_stream();
+        let mut progress = self.stats.body(expected);
         while let Some(piece) = stream.next().await {
             let bytes = match piece {
                 Ok(bytes) => bytes,
@@ -114,7 +115,7 @@ impl Fetcher {
                     return (writer, Some(err.into()));
                 }
             };
-            self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            progress.add(bytes.len() as u64);
             match writer.append(&bytes) {
                 Ok(true) => {}
                 // The decoder stopped (its error is the one to report).

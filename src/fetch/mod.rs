@@ -20,12 +20,13 @@ mod spool;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing::warn;
+use tracing::info;
 
 pub use error::FetchError;
 pub use retry::RetryPolicy;
+pub(crate) use retry::retry;
 
 use self::admission::Admission;
 use self::exported::ExportedUntil;
@@ -44,6 +45,56 @@ pub struct FetchStats {
     pub retries: AtomicU64,
     /// Compressed body bytes received, failed attempts included (Tardis bills them all).
     pub bytes: AtomicU64,
+    /// Bodies streaming now whose length is known (for progress).
+    pub bodies: AtomicU64,
+    /// Their `Content-Length`s, summed.
+    pub bodies_expected: AtomicU64,
+    /// What has arrived of them.
+    pub bodies_received: AtomicU64,
+}
+
+impl FetchStats {
+    /// Counts a body of `expected` bytes as streaming until the guard is dropped.
+    pub(crate) fn body(&self, expected: Option<u64>) -> BodyProgress<'_> {
+        if let Some(n) = expected {
+            self.bodies.fetch_add(1, Ordering::Relaxed);
+            self.bodies_expected.fetch_add(n, Ordering::Relaxed);
+        }
+        BodyProgress {
+            stats: self,
+            expected,
+            received: 0,
+        }
+    }
+}
+
+/// One streaming body's share of [`FetchStats`]; taken back out when dropped (done, failed or
+/// cancelled alike).
+pub(crate) struct BodyProgress<'a> {
+    stats: &'a FetchStats,
+    expected: Option<u64>,
+    received: u64,
+}
+
+impl BodyProgress<'_> {
+    /// `n` more bytes arrived.
+    pub(crate) fn add(&mut self, n: u64) {
+        self.stats.bytes.fetch_add(n, Ordering::Relaxed);
+        if self.expected.is_some() {
+            self.received += n;
+            self.stats.bodies_received.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for BodyProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.expected {
+            self.stats.bodies.fetch_sub(1, Ordering::Relaxed);
+            self.stats.bodies_expected.fetch_sub(n, Ordering::Relaxed);
+            self.stats.bodies_received.fetch_sub(self.received, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Limits and settings of the fetcher.
@@ -59,6 +110,9 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
+    /// `datasets.exportedUntil` of the exchange, when known: later days are fetched but
+    /// marked incomplete.
+    pub exported_until: Option<jiff::Timestamp>,
 }
 
 /// The outcome of a successful fetch: the chunk file written at the requested path.
@@ -99,7 +153,7 @@ impl Fetcher {
     /// The decoding threads cannot be started.
     pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> std::io::Result<Self> {
         Ok(Self {
-            exported: ExportedUntil::new(client.clone()),
+            exported: ExportedUntil::Known(config.exported_until),
             client,
             admission: Admission::new(config.concurrency, config.rate_limit),
             probes: Probes::default(),
@@ -109,6 +163,15 @@ impl Fetcher {
             stats,
             spool_seq: AtomicU64::new(0),
         })
+    }
+
+    /// Asks each exchange's `datasets.exportedUntil` of `metadata` as chunks come, and again
+    /// while a day is unexported, instead of the one instant of [`FetchConfig::exported_until`]:
+    /// for `tickvault serve`, which fetches any exchange for weeks.
+    #[must_use]
+    pub fn live_exports(mut self, metadata: Arc<crate::metadata::Metadata>) -> Self {
+        self.exported = ExportedUntil::live(metadata);
+        self
     }
 
     /// Names the probe chunks: other fetches wait until each has been answered (or resolved
@@ -130,6 +193,15 @@ impl Fetcher {
         let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
     }
 
+    /// Waits until `key` may be fetched: a chunk that is not a probe waits for the probes to be
+    /// answered. Call it before taking the chunk's cross-process lock, so that no process
+    /// holds a chunk while waiting for a probe that another process holds.
+    pub async fn wait_turn(&self, key: &ChunkKey) {
+        if !self.probes.is_pending(key) {
+            self.probes.wait().await;
+        }
+    }
+
     /// Fetches `key` and writes its chunk file into the staged file `dest`. The chunk is
     /// marked complete when Tardis has finished exporting its day.
     ///
@@ -140,9 +212,7 @@ impl Fetcher {
             self.probes.arrive(key);
             return Err(FetchError::KeyRequired { chunk: key.to_string() });
         }
-        if !self.probes.is_pending(key) {
-            self.probes.wait().await;
-        }
+        self.wait_turn(key).await;
         let complete = self.exported.is_exported(key).await;
         let result = retry::retry(
             &self.retry,
@@ -151,9 +221,14 @@ impl Fetcher {
                 if let Some(ra) = err.retry_after() {
                     self.admission.pause_for(ra);
                 }
-                warn!(
-                    "{key}: attempt {n} failed: {}; retrying in {:.1} s",
-                    crate::error::chain(err),
+                let reason = crate::error::chain(err);
+                info!(
+                    event = "retry",
+                    chunk = %key,
+                    attempt = n,
+                    reason = %reason,
+                    delay_seconds = delay.as_secs_f64(),
+                    "{key}: attempt {n} failed: {reason}; retrying in {:.1} s",
                     delay.as_secs_f64()
                 );
             },

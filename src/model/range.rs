@@ -1,8 +1,11 @@
 //! The half-open UTC time range `[from, to)` a download covers, and how `--from`/`--to` values
-//! are read.
+//! are read: absolute (`2024-01-02`, RFC 3339) or relative to an injected "now", in one grammar
+//! (`today`, `yesterday`, `tomorrow`, `now`, each optionally followed by `+SPAN`/`-SPAN` in jiff's
+//! friendly span format; a bare `-7d` counts from `today` when it is whole days, else from `now`).
 
 use jiff::civil::Date;
-use jiff::{Timestamp, ToSpan};
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp, ToSpan, Zoned};
 
 /// Midnight UTC at the start of `date`.
 pub fn day_start(date: Date) -> Timestamp {
@@ -24,7 +27,9 @@ pub struct TimeRange {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
     /// Neither a date nor an RFC 3339 timestamp.
-    #[error("invalid {flag} '{value}': expected YYYY-MM-DD or an RFC 3339 timestamp such as 2024-01-02T03:04:05Z")]
+    #[error(
+        "invalid {flag} '{value}': expected YYYY-MM-DD, an RFC 3339 timestamp such as 2024-01-02T03:04:05Z, or a relative date such as yesterday, today-7d, -7d or now-6h"
+    )]
     Malformed {
         /// The flag.
         flag: &'static str,
@@ -41,18 +46,73 @@ pub enum RangeError {
     },
 }
 
-/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp (any offset, converted to UTC).
+/// Parses `YYYY-MM-DD` (midnight UTC), an RFC 3339 timestamp (any offset, converted to UTC),
+/// or a relative date counted from the real clock (see [`parse_instant_at`]).
 pub fn parse_instant(flag: &'static str, value: &str) -> Result<Timestamp, RangeError> {
+    parse_instant_at(flag, value, Timestamp::now())
+}
+
+/// Parses a date as [`parse_instant`] does, relative dates counting from `now` (UTC): `today`
+/// (midnight), `yesterday`, `tomorrow`, `now`, optionally followed by `+SPAN` or `-SPAN`
+/// (`today-7d`, `now-6h`, `yesterday+12h`); a bare `-SPAN` counts from `today` when it is whole
+/// days or weeks (`-7d`), else from `now` (`-6h`).
+pub fn parse_instant_at(flag: &'static str, value: &str, now: Timestamp) -> Result<Timestamp, RangeError> {
     let v = value.trim();
     let malformed = || RangeError::Malformed {
         flag,
         value: value.to_string(),
     };
-    if v.len() == 10 {
+    if v.len() == 10 && v.as_bytes()[4] == b'-' {
         let date: Date = v.parse().map_err(|_| malformed())?;
         return Ok(day_start(date));
     }
-    v.parse::<Timestamp>().map_err(|_| malformed())
+    if let Ok(t) = v.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    relative(v, now).ok_or_else(malformed)
+}
+
+/// `ANCHOR`, `ANCHOR±SPAN` or `±SPAN`, or `None`.
+fn relative(v: &str, now: Timestamp) -> Option<Timestamp> {
+    let lower = v.to_ascii_lowercase();
+    let split = lower.find(['+', '-']).unwrap_or(lower.len());
+    let (anchor, offset) = lower.split_at(split);
+    let offset = match offset.trim() {
+        "" => None,
+        o => {
+            let (sign, span) = o.split_at(1);
+            let span: Span = span.trim().parse().ok()?;
+            Some(if sign == "-" { span.negate() } else { span })
+        }
+    };
+    let zoned = now.to_zoned(TimeZone::UTC);
+    let today = zoned.start_of_day().ok()?;
+    let base: Zoned = match anchor.trim() {
+        "today" => today,
+        "yesterday" => today.checked_sub(1.day()).ok()?,
+        "tomorrow" => today.checked_add(1.day()).ok()?,
+        "now" => zoned,
+        "" => match offset {
+            Some(span) if whole_days(span) => today,
+            Some(_) => zoned,
+            None => return None,
+        },
+        _ => return None,
+    };
+    match offset {
+        Some(span) => base.checked_add(span).ok().map(|z| z.timestamp()),
+        None => Some(base.timestamp()),
+    }
+}
+
+/// Whether a span has no unit below a day.
+fn whole_days(span: Span) -> bool {
+    span.get_hours() == 0
+        && span.get_minutes() == 0
+        && span.get_seconds() == 0
+        && span.get_milliseconds() == 0
+        && span.get_microseconds() == 0
+        && span.get_nanoseconds() == 0
 }
 
 impl TimeRange {
@@ -142,6 +202,34 @@ mod tests {
     }
 
     #[test]
+    fn relative_dates_count_from_the_injected_clock_in_utc() {
+        let now: Timestamp = "2024-03-06T07:15:00Z".parse().unwrap();
+        let at = |v: &str| parse_instant_at("--from", v, now).unwrap().to_string();
+        assert_eq!(at("today"), "2024-03-06T00:00:00Z");
+        assert_eq!(at("yesterday"), "2024-03-05T00:00:00Z");
+        assert_eq!(at("tomorrow"), "2024-03-07T00:00:00Z");
+        assert_eq!(at("now"), "2024-03-06T07:15:00Z");
+        assert_eq!(at("today-7d"), "2024-02-28T00:00:00Z", "across a leap day");
+        assert_eq!(at("-7d"), "2024-02-28T00:00:00Z", "whole days count from today");
+        assert_eq!(at("-1w"), "2024-02-28T00:00:00Z");
+        assert_eq!(at("now-6h"), "2024-03-06T01:15:00Z");
+        assert_eq!(at("-6h"), "2024-03-06T01:15:00Z", "hours count from now");
+        assert_eq!(at("Yesterday + 12h"), "2024-03-05T12:00:00Z");
+        assert_eq!(at("today-1mo"), "2024-02-06T00:00:00Z");
+        assert_eq!(
+            at("2024-01-02"),
+            "2024-01-02T00:00:00Z",
+            "absolute dates ignore the clock"
+        );
+        // Just after midnight UTC, yesterday is still the previous UTC day.
+        let early: Timestamp = "2024-03-06T00:00:01+02:00".parse().unwrap();
+        assert_eq!(
+            parse_instant_at("--from", "yesterday", early).unwrap().to_string(),
+            "2024-03-04T00:00:00Z"
+        );
+    }
+
+    #[test]
     fn offsets_convert_to_utc() {
         let t = parse_instant("--from", "2024-01-02T01:00:00+02:00").unwrap();
         assert_eq!(t, parse_instant("--from", "2024-01-01T23:00:00Z").unwrap());
@@ -149,7 +237,18 @@ mod tests {
 
     #[test]
     fn bad_ranges_are_refused() {
-        for bad in ["2024-13-01", "2024/01/01", "yesterday", "", "2024-01-01T25:00:00Z"] {
+        for bad in [
+            "2024-13-01",
+            "2024/01/01",
+            "yesterdy",
+            "",
+            "2024-01-01T25:00:00Z",
+            "today-",
+            "-",
+            "now-6",
+            "today-7x",
+            "7d",
+        ] {
             assert!(
                 matches!(parse_instant("--from", bad), Err(RangeError::Malformed { .. })),
                 "{bad}"

@@ -1,8 +1,9 @@
 //! One merged Parquet file per data type, its rows interleaved by `local_timestamp`.
 //!
-//! A merged file records a fingerprint of its inputs (each chunk's checksum, the range, the
-//! version); when the file on disk verifies and carries the same fingerprint, there is nothing
-//! to do.
+//! A merged file records its request ([`target::keys::REQUEST`]) and a fingerprint of its
+//! inputs (each chunk's checksum, the range, the version); when the file on disk verifies and
+//! carries the same fingerprint, there is nothing to do. A file of another request is refused
+//! unless `--overwrite`.
 
 use std::path::Path;
 
@@ -11,14 +12,13 @@ use tracing::{debug, warn};
 use twox_hash::XxHash3_64;
 
 use super::merge::{MergeInput, merge};
+use super::target::{self, Holder, OUTPUT_FORMAT, merged_holder};
 use super::{OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
 use crate::cache::Chunk;
 use crate::parquet::atomic::AtomicFile;
 use crate::parquet::encodings::output_properties;
 use crate::parquet::sealed::{SealedWriter, keys, verify_sealed_file};
 
-/// `tickvault.format` of a merged output file.
-const OUTPUT_FORMAT: &str = "output-v1";
 /// Key of the inputs fingerprint in a merged output's footer.
 const META_INPUTS: &str = "tickvault.inputs";
 
@@ -30,6 +30,12 @@ fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
         ctx.data_type,
         ctx.range_label
     );
+    text.push_str(&ctx.identity);
+    text.push('\n');
+    if !complete(chunks) {
+        // An incomplete output also records when Tardis had exported up to.
+        text.push_str(&format!("incomplete {:?}\n", ctx.exported_until_text()));
+    }
     for c in chunks {
         text.push_str(&format!("{}:{:016x}\n", c.key, c.meta.checksum));
     }
@@ -55,6 +61,8 @@ fn up_to_date(ctx: &OutputContext, path: &Path, fp: &str) -> Option<OutputResult
                 rows: footer.num_rows,
                 bytes: footer.file_bytes,
                 status: OutputStatus::UpToDate,
+                complete: footer.get(target::keys::COMPLETE) != Some("false"),
+                exported_until: footer.get(target::keys::EXPORTED_UNTIL).map(str::to_string),
             })
         }
         Ok(_) => {
@@ -78,6 +86,14 @@ pub(crate) fn write_merged(
     chunks: &[Chunk],
     cancel: &CancellationToken,
 ) -> Result<OutputResult, OutputError> {
+    if let Holder::Other(what) = merged_holder(path, &ctx.identity)
+        && !ctx.overwrite
+    {
+        return Err(OutputError::Refused {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
     let fp = fingerprint(ctx, chunks);
     if let Some(done) = up_to_date(ctx, path, &fp) {
         return Ok(done);
@@ -100,13 +116,23 @@ pub(crate) fn write_merged(
         writer.write(&b)
     })
     .map_err(OutputError::merge(path))?;
-    let kv = vec![
+    let complete = complete(chunks);
+    let mut kv = vec![
         (keys::FORMAT, OUTPUT_FORMAT.to_string()),
         (keys::VERSION, crate::VERSION.to_string()),
         (keys::SOURCE, ctx.source.clone()),
         (keys::ROWS, rows.to_string()),
         (META_INPUTS, fp),
+        (target::keys::REQUEST, ctx.identity.clone()),
+        (target::keys::SYMBOLS, ctx.symbols.join(",")),
+        (target::keys::COMPLETE, complete.to_string()),
     ];
+    // Only an incomplete output says when: a complete one depends on its chunks alone, so
+    // two machines write it byte for byte the same.
+    let exported_until = (!complete).then(|| ctx.exported_until_text()).flatten();
+    if let Some(t) = &exported_until {
+        kv.push((target::keys::EXPORTED_UNTIL, t.clone()));
+    }
     let (sealed, _) = writer.finish(kv).map_err(&write_err)?;
     tmp.commit().map_err(OutputError::io("renaming into", path))?;
     Ok(OutputResult {
@@ -115,5 +141,12 @@ pub(crate) fn write_merged(
         rows,
         bytes: sealed.file_bytes,
         status: OutputStatus::Written,
+        complete,
+        exported_until,
     })
+}
+
+/// Whether every chunk is of a day Tardis had finished exporting.
+pub(super) fn complete(chunks: &[Chunk]) -> bool {
+    chunks.iter().all(|c| c.meta.complete)
 }

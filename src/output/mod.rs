@@ -1,12 +1,16 @@
 //! Writing the outputs: one merged Parquet file per data type ([`merged`], rows interleaved by
-//! `local_timestamp` through [`merge`]), or a Hive-partitioned dataset ([`partitioned`]).
+//! `local_timestamp` through [`merge`]), or a Hive-partitioned table per data type
+//! ([`partitioned`]). [`target`] names them and refuses to replace another request's output;
+//! [`lock`] keeps two processes from writing one directory at once.
 //!
 //! Files are written atomically ([`crate::parquet::atomic`]), so a reader never sees a partial
 //! file and an interrupted run leaves the previous output intact.
 
+pub mod lock;
 pub mod merge;
 mod merged;
 mod partitioned;
+pub mod target;
 
 use std::path::PathBuf;
 
@@ -42,6 +46,11 @@ pub struct OutputResult {
     pub bytes: u64,
     /// Whether it was written or already up to date.
     pub status: OutputStatus,
+    /// `false` when some of its days were not final (written with `--allow-incomplete`).
+    pub complete: bool,
+    /// For an incomplete output, `datasets.exportedUntil` of the exchange when it was
+    /// written, when known (RFC 3339).
+    pub exported_until: Option<String>,
 }
 
 /// Why an output could not be written.
@@ -67,6 +76,14 @@ pub enum OutputError {
         /// The cause.
         source: SealedError,
     },
+    /// The path holds the output of another request, and `--overwrite` was not given.
+    #[error("{}", target::refusal(path, what))]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        what: String,
+    },
     /// Reading the chunks or merging them failed.
     #[error("merging into {}", path.display())]
     Merge {
@@ -79,7 +96,7 @@ pub enum OutputError {
 }
 
 impl OutputError {
-    fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
         move |source| Self::Io { what, path, source }
     }
@@ -109,6 +126,21 @@ pub struct OutputContext {
     pub range: Option<(i64, i64)>,
     /// Label of the range for the fingerprint.
     pub range_label: String,
+    /// The request, as a merged output records it ([`target::request_identity`]).
+    pub identity: String,
+    /// The request's symbols, sorted.
+    pub symbols: Vec<String>,
+    /// `datasets.exportedUntil` of the exchange, when known.
+    pub exported_until: Option<jiff::Timestamp>,
+    /// Replace outputs of other requests.
+    pub overwrite: bool,
+}
+
+impl OutputContext {
+    /// [`OutputResult::exported_until`].
+    fn exported_until_text(&self) -> Option<String> {
+        self.exported_until.map(crate::run::validate::iso)
+    }
 }
 
 /// An error that stops writing once the run is interrupted.

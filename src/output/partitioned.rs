@@ -1,28 +1,24 @@
-//! The Hive-partitioned dataset: `DIR/exchange=E/data_type=T/date=YYYY-MM-DD/SYMBOL.parquet`,
-//! one file per chunk: a copy of the chunk file, or, on the first and last day of a range not
-//! on whole days, a new chunk file of the rows in range.
+//! The Hive-partitioned dataset: one table per data type,
+//! `DIR/{data_type}/exchange=E/date=YYYY-MM-DD/SYMBOL.parquet` ([`super::target`]), one file
+//! per chunk: a copy of the chunk file, or, on the first and last day of a range not on whole
+//! days, a new chunk file of the rows in range that records the range (and for a day not
+//! exported yet, used with `--allow-incomplete`, one that records the exported-until time). Every root reads as one
+//! table (pyarrow.dataset, polars, DuckDB with Hive partitioning), pruned by exchange and
+//! date; `exchange` is both a key and a column, with the same value, which all three accept
+//! (tests/it/lake.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
 use super::merge::{MergeInput, merge};
+use super::target::{self, Holder, partition_holder, partition_path, partition_range, range_value};
 use super::{OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
 use crate::cache::Chunk;
 use crate::cache::chunk_file::{ChunkData, ChunkFileWriter, verify_file};
-use crate::model::fs_component;
 use crate::parquet::atomic::AtomicFile;
 
-/// The partition file of a chunk.
-fn partition_path(dir: &Path, chunk: &Chunk) -> PathBuf {
-    let k = &chunk.key;
-    dir.join(format!("exchange={}", k.exchange))
-        .join(format!("data_type={}", k.data_type))
-        .join(format!("date={}", k.date))
-        .join(format!("{}.parquet", fs_component(&k.symbol)))
-}
-
-/// Writes (or confirms) the partition files of one data type.
+/// Writes (or confirms) the partition files of one data type under its table's root `dir`.
 ///
 /// # Errors
 /// See [`OutputError`].
@@ -38,17 +34,24 @@ pub(crate) fn write_partitioned(
         rows: 0,
         bytes: 0,
         status: OutputStatus::UpToDate,
+        complete: super::merged::complete(chunks),
+        exported_until: (!super::merged::complete(chunks))
+            .then(|| ctx.exported_until_text())
+            .flatten(),
     };
     for chunk in chunks {
         cancelled(cancel).map_err(OutputError::write(dir))?;
-        let dest = partition_path(dir, chunk);
-        let day_start = chunk.key.day_start_micros();
-        let cut = ctx
-            .range
-            .filter(|(from, to)| *from > day_start || *to < day_start + 86_400_000_000);
-        let (rows, bytes, written) = match cut {
-            None => copy_partition(chunk, &dest)?,
-            Some(range) => filter_partition(ctx, chunk, &dest, range, cancel)?,
+        let dest = partition_path(dir, &chunk.key);
+        if let Holder::Other(what) = partition_holder(&dest, &chunk.key, ctx.range)
+            && !ctx.overwrite
+        {
+            return Err(OutputError::Refused { path: dest, what });
+        }
+        let range = partition_range(&chunk.key, ctx.range);
+        let (rows, bytes, written) = if range.is_none() && chunk.meta.complete {
+            copy_partition(chunk, &dest)?
+        } else {
+            rewrite_partition(ctx, chunk, &dest, range, cancel)?
         };
         result.rows += rows;
         result.bytes += bytes;
@@ -76,11 +79,14 @@ fn copy_partition(chunk: &Chunk, dest: &Path) -> Result<(u64, u64, bool), Output
     Ok((chunk.meta.rows, chunk.meta.file_bytes, true))
 }
 
-fn filter_partition(
+/// Writes the partition as a new chunk file: the rows in `range` (the whole day if `None`),
+/// recording the range, and for a day Tardis had not finished exporting, when it had
+/// exported up to.
+fn rewrite_partition(
     ctx: &OutputContext,
     chunk: &Chunk,
     dest: &Path,
-    range: (i64, i64),
+    range: Option<(i64, i64)>,
     cancel: &CancellationToken,
 ) -> Result<(u64, u64, bool), OutputError> {
     let tmp = AtomicFile::create(dest).map_err(OutputError::io("creating a file beside", dest))?;
@@ -92,18 +98,23 @@ fn filter_partition(
         data: chunk.data.clone(),
         meta: chunk.meta.clone(),
     };
-    merge(
-        ctx.data_type,
-        vec![input],
-        Some(range),
-        ctx.data_type.batch_rows(),
-        |b| {
-            cancelled(cancel)?;
-            writer.write(&b)
-        },
-    )
+    merge(ctx.data_type, vec![input], range, ctx.data_type.batch_rows(), |b| {
+        cancelled(cancel)?;
+        writer.write(&b)
+    })
     .map_err(OutputError::merge(dest))?;
-    let (meta, _) = writer.finish(&chunk.key, chunk.meta.complete).map_err(&write_err)?;
+    let mut extra = Vec::new();
+    if let Some(r) = range {
+        extra.push((target::keys::ROW_RANGE, range_value(r)));
+    }
+    if !chunk.meta.complete
+        && let Some(t) = ctx.exported_until_text()
+    {
+        extra.push((target::keys::EXPORTED_UNTIL, t));
+    }
+    let (meta, _) = writer
+        .finish_with(&chunk.key, chunk.meta.complete, extra)
+        .map_err(&write_err)?;
     tmp.commit().map_err(OutputError::io("renaming into", dest))?;
     Ok((meta.rows, meta.file_bytes, true))
 }

@@ -1,20 +1,28 @@
 //! The run loop: resolve every chunk of the plan through the tiers (a bounded number at once),
 //! tally where each came from, then write the output of every data type whose chunks are all
-//! present.
+//! present. A cancelled run stops starting chunks, drops those in flight and hands back what
+//! it resolved, so that its summary tells the truth.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+use indicatif::HumanBytes;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{info, warn};
+
+use std::path::{Path, PathBuf};
 
 use super::plan::Plan;
+use super::publication::Publication;
 use super::report::Reporter;
 use super::summary::{ChunkCounts, Failure};
 use crate::cache::{Chunk, ResolveError, Resolved, Tier, Tiered};
 use crate::fetch::Fetcher;
 use crate::model::{ChunkKey, DataType, TimeRange};
+use crate::output::lock::OutputLock;
+use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
 use crate::output::{OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
@@ -22,13 +30,15 @@ use crate::tardis::redact_url;
 /// Each chunk's outcome.
 pub(crate) type Results = HashMap<ChunkKey, Result<Resolved, Arc<ResolveError>>>;
 
-/// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at once.
+/// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at
+/// once, until done or `cancel`led.
 pub(crate) async fn resolve_all(
     tiered: &Arc<Tiered>,
     fetcher: Option<&Fetcher>,
     plan: &Plan,
     concurrency: usize,
     reporter: &dyn Reporter,
+    cancel: &CancellationToken,
 ) -> Results {
     if let Some(f) = fetcher {
         f.set_probes(plan.probes().cloned());
@@ -41,16 +51,26 @@ pub(crate) async fn resolve_all(
     let mut results = Results::new();
     loop {
         while running.len() < width
+            && !cancel.is_cancelled()
             && let Some(key) = jobs.pop()
         {
             let tiered = tiered.clone();
             running.spawn(async move {
+                let started = Instant::now();
                 let r = tiered.resolve(&key).await;
-                (key, r)
+                (key, r, started.elapsed().as_secs_f64())
             });
         }
-        let Some(done) = running.join_next().await else { break };
-        let (key, result) = match done {
+        let done = tokio::select! {
+            done = running.join_next() => done,
+            () = cancel.cancelled() => {
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                break;
+            }
+        };
+        let Some(done) = done else { break };
+        let (key, result, seconds) = match done {
             Ok(v) => v,
             Err(e) => {
                 warn!("a chunk task failed: {e}");
@@ -61,12 +81,36 @@ pub(crate) async fn resolve_all(
             f.resolved(&key);
         }
         match &result {
-            Ok(r) => reporter.chunk_done(&key, r.source, r.downloaded),
+            Ok(r) => {
+                log_chunk(&key, r, seconds);
+                reporter.chunk_done(&key, r.source, r.downloaded);
+            }
             Err(e) => reporter.chunk_failed(&key, &crate::error::chain(e.as_ref())),
         }
         results.insert(key, result);
     }
     results
+}
+
+/// The `-v` line of a resolved chunk: key, tier, bytes, rows, seconds.
+fn log_chunk(key: &ChunkKey, r: &Resolved, seconds: f64) {
+    let bytes = if r.source == Tier::Tardis {
+        r.downloaded
+    } else {
+        r.chunk.meta.file_bytes
+    };
+    let rows = r.chunk.meta.rows;
+    info!(
+        event = "chunk",
+        chunk = %key,
+        tier = r.source.as_str(),
+        bytes,
+        rows,
+        seconds,
+        "{key}: {}, {}, {rows} rows, {seconds:.2} s",
+        r.source,
+        HumanBytes(bytes)
+    );
 }
 
 /// What the chunks of a run amount to.
@@ -83,7 +127,8 @@ pub(crate) struct Tally {
 pub(crate) fn tally(plan: &Plan, results: &Results) -> Tally {
     let mut t = Tally {
         counts: ChunkCounts {
-            total: plan.requests.len() as u64,
+            total: (plan.requests.len() + plan.withheld.len()) as u64,
+            withheld: plan.withheld.len() as u64,
             ..ChunkCounts::default()
         },
         ..Tally::default()
@@ -112,62 +157,131 @@ pub(crate) fn tally(plan: &Plan, results: &Results) -> Tally {
                     error: crate::error::chain(e.as_ref()),
                 });
             }
-            None => t.counts.failed += 1,
+            None => t.counts.pending += 1,
         }
     }
     t
 }
 
+/// What writing the outputs came to.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// Outputs written or up to date.
+    pub outputs: Vec<OutputResult>,
+    /// Outputs not written because a chunk failed or the write failed.
+    pub failed: Vec<Failure>,
+    /// Outputs not written because their path holds another request's output.
+    pub refused: Vec<Failure>,
+    /// Outputs withheld (partitioned: written without) because days are not published yet.
+    pub withheld: Vec<Failure>,
+}
+
 /// Writes the output of every data type whose chunks are all present; the others are skipped
-/// with the reason.
+/// with the reason. Days withheld as unpublished keep a merged output from being written; a
+/// partitioned table gets the other days.
 pub(crate) async fn write_outputs(
     settings: &DownloadSettings,
     plan: &Plan,
     results: &Results,
+    publication: &Publication,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
-) -> (Vec<OutputResult>, Vec<Failure>) {
-    let mut outputs = Vec::new();
-    let mut skipped = Vec::new();
+) -> Written {
+    let mut w = Written::default();
+    let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
     for (data_type, keys) in &plan.per_type {
-        let chunks: Option<Vec<Chunk>> = keys
+        let wanted: Vec<&ChunkKey> = keys.iter().filter(|k| !plan.is_withheld(k)).collect();
+        if wanted.len() < keys.len() {
+            let rest = if partitioned {
+                "the published days are written"
+            } else {
+                "no file is written; retry later"
+            };
+            w.withheld.push(Failure {
+                chunk: data_type.to_string(),
+                error: format!(
+                    "not yet published: {}; {rest}",
+                    publication.describe(&settings.request.exchange)
+                ),
+            });
+            if !partitioned || wanted.is_empty() {
+                continue;
+            }
+        }
+        let chunks: Option<Vec<Chunk>> = wanted
             .iter()
-            .map(|k| results.get(k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
+            .map(|k| results.get(*k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
             .collect();
         let Some(chunks) = chunks else {
-            let missing = keys.iter().filter(|k| !matches!(results.get(k), Some(Ok(_)))).count();
-            skipped.push(Failure {
+            let missing = wanted
+                .iter()
+                .filter(|k| !matches!(results.get(**k), Some(Ok(_))))
+                .count();
+            w.failed.push(Failure {
                 chunk: data_type.to_string(),
-                error: format!("{missing} of {} chunks failed; no partial file is written", keys.len()),
+                error: format!(
+                    "{missing} of {} chunks failed; no partial file is written",
+                    wanted.len()
+                ),
             });
             continue;
         };
-        match write_output(settings, *data_type, chunks, reporter, cancel).await {
+        let started = Instant::now();
+        match write_output(settings, *data_type, chunks, publication, reporter, cancel).await {
             Ok(o) => {
-                debug!("{}: {:?}", o.path.display(), o.status);
-                outputs.push(o);
+                let seconds = started.elapsed().as_secs_f64();
+                info!(
+                    event = "output",
+                    data_type = %data_type,
+                    path = %o.path.display(),
+                    rows = o.rows,
+                    bytes = o.bytes,
+                    status = ?o.status,
+                    seconds,
+                    "{}: {:?}, {} rows, {}, {seconds:.2} s",
+                    o.path.display(),
+                    o.status,
+                    o.rows,
+                    HumanBytes(o.bytes)
+                );
+                w.outputs.push(o);
             }
-            Err(e) => skipped.push(Failure {
-                chunk: data_type.to_string(),
-                error: crate::error::chain(&e),
-            }),
+            Err(e) => {
+                let failure = Failure {
+                    chunk: data_type.to_string(),
+                    error: crate::error::chain(&e),
+                };
+                if matches!(e, OutputError::Refused { .. }) {
+                    w.refused.push(failure);
+                } else {
+                    w.failed.push(failure);
+                }
+            }
         }
     }
-    (outputs, skipped)
+    w
 }
 
-/// Writes one data type's output on a blocking thread.
-async fn write_output(
-    settings: &DownloadSettings,
-    data_type: DataType,
-    chunks: Vec<Chunk>,
-    reporter: &dyn Reporter,
-    cancel: &CancellationToken,
-) -> Result<OutputResult, OutputError> {
+/// Where the output of `data_type` goes (the merged file, or the partitioned table's root)
+/// and the directory whose lock guards it.
+pub(crate) fn output_target(settings: &DownloadSettings, data_type: DataType) -> (PathBuf, PathBuf) {
+    match &settings.output {
+        OutputSpec::Partitioned(d) => (table_root(d, data_type), d.clone()),
+        spec @ OutputSpec::Dir(d) => (merged_path(spec, &settings.request, data_type), d.clone()),
+        spec @ OutputSpec::File(p) => (
+            merged_path(spec, &settings.request, data_type),
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        ),
+    }
+}
+
+/// The context of one data type's output.
+fn context(settings: &DownloadSettings, data_type: DataType, publication: &Publication) -> OutputContext {
     let request = &settings.request;
     let range = &request.range;
-    let (from_label, to_label) = (TimeRange::label(range.from), TimeRange::label(range.to));
-    let ctx = OutputContext {
+    OutputContext {
         data_type,
         source: format!(
             "{} exchange={} data_type={} symbols={} from={} to={}",
@@ -179,20 +293,30 @@ async fn write_output(
             range.to
         ),
         range: (!range.is_whole_days()).then(|| range.micros()),
-        range_label: format!("{from_label}/{to_label}"),
-    };
-    let target = match &settings.output {
-        OutputSpec::File(p) => p.clone(),
-        OutputSpec::Dir(d) => d.join(format!(
-            "{}_{}_{from_label}_{to_label}.parquet",
-            request.exchange, data_type
-        )),
-        OutputSpec::Partitioned(d) => d.clone(),
-    };
+        range_label: format!("{}/{}", TimeRange::label(range.from), TimeRange::label(range.to)),
+        identity: request_identity(request, data_type),
+        symbols: sorted_symbols(request),
+        exported_until: publication.exported_until,
+        overwrite: settings.overwrite,
+    }
+}
+
+/// Writes one data type's output on a blocking thread, holding the output directory's lock.
+async fn write_output(
+    settings: &DownloadSettings,
+    data_type: DataType,
+    chunks: Vec<Chunk>,
+    publication: &Publication,
+    reporter: &dyn Reporter,
+    cancel: &CancellationToken,
+) -> Result<OutputResult, OutputError> {
+    let ctx = context(settings, data_type, publication);
+    let (target, lock_dir) = output_target(settings, data_type);
     reporter.writing(&target.display().to_string());
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
     let cancel = cancel.clone();
     tokio::task::spawn_blocking(move || {
+        let _lock = OutputLock::acquire(&lock_dir, &cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;
         if partitioned {
             write_partitioned(&ctx, &target, &chunks, &cancel)
         } else {
@@ -203,7 +327,7 @@ async fn write_output(
     .unwrap_or_else(|e| {
         Err(OutputError::Io {
             what: "writing",
-            path: std::path::PathBuf::new(),
+            path: PathBuf::new(),
             source: std::io::Error::other(e),
         })
     })

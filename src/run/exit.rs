@@ -11,6 +11,10 @@ pub enum RunStatus {
     Ok,
     /// Some chunks or outputs failed; the rest are cached and a re-run fetches only what is missing.
     Failed,
+    /// Some days are not published by Tardis yet: their outputs were withheld; retry later.
+    NotPublished,
+    /// An output path holds the output of another request (and `--overwrite` was not given).
+    Refused,
     /// Stopped by Ctrl-C / SIGTERM.
     Interrupted,
 }
@@ -24,6 +28,8 @@ pub enum ExitCode {
     Failure,
     /// Bad usage or input: nothing fetched, nothing written.
     Usage,
+    /// Data not yet published by Tardis: retry later.
+    NotPublished,
     /// Interrupted by SIGINT/SIGTERM.
     Interrupted,
 }
@@ -35,6 +41,7 @@ impl ExitCode {
             ExitCode::Success => 0,
             ExitCode::Failure => 1,
             ExitCode::Usage => 2,
+            ExitCode::NotPublished => 3,
             ExitCode::Interrupted => 130,
         }
     }
@@ -45,6 +52,8 @@ impl From<RunStatus> for ExitCode {
         match status {
             RunStatus::Ok => ExitCode::Success,
             RunStatus::Failed => ExitCode::Failure,
+            RunStatus::NotPublished => ExitCode::NotPublished,
+            RunStatus::Refused => ExitCode::Usage,
             RunStatus::Interrupted => ExitCode::Interrupted,
         }
     }

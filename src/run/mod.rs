@@ -1,10 +1,16 @@
-//! A download run: the [`plan`] of chunks, the run loop that resolves them and writes the
-//! outputs ([`execute`]), the [`summary`] it ends with and its [`exit`] code, and progress
-//! [`report`]ing (the terminal bar is in [`progress`]).
+//! A download run: the checks before it ([`validate`] against Tardis's metadata, which days
+//! are [`publication`]s yet), the [`plan`] of chunks (and the [`dry_run`] that shows it), the
+//! run loop that resolves them and writes the outputs ([`execute`]), the [`summary`] it ends
+//! with and its [`exit`] code, progress [`report`]ing (the bar and plain lines are in
+//! [`progress`]) and the [`logging`] of stderr.
 
+pub mod dry_run;
 pub(crate) mod execute;
 pub mod exit;
+pub mod logging;
 pub mod plan;
 pub mod progress;
+pub mod publication;
 pub mod report;
 pub mod summary;
+pub mod validate;

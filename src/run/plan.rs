@@ -1,6 +1,8 @@
 //! The plan of a download: the chunks of a request, in the order they are requested and in
 //! the order each output takes them.
 
+use std::collections::HashSet;
+
 use crate::model::{ChunkKey, DataType, TimeRange};
 
 /// What a download asks for: exchange × symbols × data types × range.
@@ -23,8 +25,11 @@ pub struct Request {
 pub struct Plan {
     /// (key, is_probe), in request order.
     pub requests: Vec<(ChunkKey, bool)>,
-    /// Per data type, the chunks in output tie-break order (day, then symbol as given).
+    /// Per data type, the chunks in output tie-break order (day, then symbol as given),
+    /// withheld ones included.
     pub per_type: Vec<(DataType, Vec<ChunkKey>)>,
+    /// Chunks not requested because their day is not published yet (see [`Self::withhold`]).
+    pub withheld: HashSet<ChunkKey>,
 }
 
 impl Plan {
@@ -59,7 +64,25 @@ impl Plan {
             .map(|k| (k, true))
             .chain(rest.into_iter().map(|k| (k, false)))
             .collect();
-        Self { requests, per_type }
+        Self {
+            requests,
+            per_type,
+            withheld: HashSet::new(),
+        }
+    }
+
+    /// Takes the chunks for which `unpublished` is true out of the requests.
+    #[must_use]
+    pub fn withhold(mut self, unpublished: impl Fn(&ChunkKey) -> bool) -> Self {
+        let (out, keep): (Vec<_>, Vec<_>) = self.requests.into_iter().partition(|(k, _)| unpublished(k));
+        self.requests = keep;
+        self.withheld = out.into_iter().map(|(k, _)| k).collect();
+        self
+    }
+
+    /// Whether `key` was withheld.
+    pub fn is_withheld(&self, key: &ChunkKey) -> bool {
+        self.withheld.contains(key)
     }
 
     /// The probe chunks.
@@ -107,6 +130,16 @@ mod tests {
             .collect();
         assert_eq!(tie, vec!["A1", "B1", "A2", "B2", "A3", "B3", "A4", "B4"]);
         assert_eq!(plan.probes().count(), 4);
+    }
+
+    #[test]
+    fn unpublished_days_are_withheld_from_the_requests_only() {
+        let plan = Plan::new(&request(&["A"], &[DataType::Trades], "2024-01-01", Some("2024-01-04")))
+            .withhold(|k| k.date.day() >= 3);
+        assert_eq!(plan.requests.len(), 2);
+        assert_eq!(plan.withheld.len(), 1);
+        assert!(plan.is_withheld(&plan.per_type[0].1[2]));
+        assert_eq!(plan.per_type[0].1.len(), 3);
     }
 
     #[test]

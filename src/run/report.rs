@@ -1,10 +1,15 @@
 //! Progress events from the library to whoever shows them (the library never prints).
 
+use std::sync::Arc;
+
 use crate::cache::Tier;
+use crate::fetch::FetchStats;
 use crate::model::ChunkKey;
 
 /// Receives progress events. All methods have empty defaults.
 pub trait Reporter: Send + Sync {
+    /// The fetcher's counters, read on every tick (bytes move while bodies stream).
+    fn track_traffic(&self, _stats: Arc<FetchStats>) {}
     /// The run will resolve `chunks` chunks.
     fn start(&self, _chunks: u64) {}
     /// A chunk is ready.

@@ -27,8 +27,38 @@ pub struct ChunkCounts {
     pub tardis: u64,
     /// Failed for good.
     pub failed: u64,
+    /// Not resolved because the run was interrupted.
+    pub pending: u64,
     /// Fetched days Tardis had not finished exporting (used, not cached as complete).
     pub incomplete: u64,
+    /// Chunks not requested because their day is not published yet (included in `total`).
+    pub withheld: u64,
+}
+
+/// What Tardis had published of the request's days.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PublicationSummary {
+    /// `datasets.exportedUntil` of the exchange (RFC 3339), when the metadata gave it.
+    pub exported_until: Option<String>,
+    /// Without metadata, days were assumed unpublished until a day after they end.
+    pub assumed: bool,
+    /// The request's days not final yet.
+    pub incomplete_days: Vec<String>,
+    /// Whether those days were withheld (the default; exit code 3) or used, marked
+    /// incomplete (`--allow-incomplete`).
+    pub withheld: bool,
+}
+
+impl PublicationSummary {
+    /// The summary of what the run knew.
+    pub fn new(p: &super::publication::Publication, withheld: bool) -> Self {
+        Self {
+            exported_until: p.exported_until.map(super::validate::iso),
+            assumed: p.assumed,
+            incomplete_days: p.incomplete.iter().map(ToString::to_string).collect(),
+            withheld: withheld && !p.incomplete.is_empty(),
+        }
+    }
 }
 
 /// Traffic to Tardis.
@@ -40,6 +70,8 @@ pub struct TardisTraffic {
     pub retries: u64,
     /// Compressed bytes received (what Tardis bills).
     pub bytes: u64,
+    /// Requests to the metadata API (validation, publication, `--wait` polls), retries included.
+    pub metadata_requests: u64,
 }
 
 /// One failed chunk or output.
@@ -60,9 +92,15 @@ pub struct Uploads {
     pub failed: u64,
 }
 
+/// The version of the JSON documents on stdout (`--json`): raised when a field changes meaning
+/// or goes away; new fields may appear without it.
+pub const JSON_SCHEMA: u32 = 1;
+
 /// The outcome of `tickvault download`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
     /// How the run ended.
     pub status: RunStatus,
     /// The process's exit code (from `status`).
@@ -89,6 +127,8 @@ pub struct Summary {
     pub bytes_from_cache: u64,
     /// Background uploads to the remote cache.
     pub uploads: Uploads,
+    /// What Tardis had published of the request's days.
+    pub publication: PublicationSummary,
     /// Outputs written or up to date.
     pub outputs: Vec<OutputResult>,
     /// Data types whose output was not written, and why.
@@ -103,6 +143,7 @@ impl Summary {
     /// An empty summary of `request`, to be filled by the run and closed by [`Self::end`].
     pub fn begin(request: &Request) -> Self {
         Self {
+            schema: JSON_SCHEMA,
             status: RunStatus::Ok,
             exit_code: 0,
             exchange: request.exchange.clone(),
@@ -116,6 +157,7 @@ impl Summary {
             tardis: TardisTraffic::default(),
             bytes_from_cache: 0,
             uploads: Uploads::default(),
+            publication: PublicationSummary::default(),
             outputs: Vec::new(),
             skipped_outputs: Vec::new(),
             failures: Vec::new(),
@@ -144,8 +186,24 @@ impl Summary {
 
     /// A few lines for a person.
     pub fn render(&self) -> String {
-        let mut s = self.traffic_line();
+        let mut s = format!(
+            "{} {} {}, {} to {}\n",
+            self.exchange,
+            self.data_types.join(","),
+            self.symbols.join(","),
+            self.from,
+            self.to
+        );
+        s.push_str(&self.traffic_line());
         let c = &self.chunks;
+        if self.tardis.retries > 0 {
+            let _ = writeln!(
+                s,
+                "{} request(s) retried after transient errors{}",
+                self.tardis.retries,
+                if c.failed == 0 { "; every chunk succeeded" } else { "" }
+            );
+        }
         if c.incomplete > 0 {
             let _ = writeln!(
                 s,
@@ -165,13 +223,22 @@ impl Summary {
                 OutputStatus::Written => "wrote",
                 OutputStatus::UpToDate => "up to date:",
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "{verb} {} ({} rows, {})",
                 o.path.display(),
                 HumanCount(o.rows),
                 HumanBytes(o.bytes)
             );
+            if o.complete {
+                let _ = writeln!(s);
+            } else {
+                let _ = writeln!(
+                    s,
+                    " INCOMPLETE: holds days Tardis had not finished exporting (until {})",
+                    o.exported_until.as_deref().unwrap_or("unknown")
+                );
+            }
         }
         for f in &self.failures {
             let _ = writeln!(s, "failed: {}", f.error);
@@ -184,8 +251,27 @@ impl Summary {
             RunStatus::Failed => {
                 let _ = writeln!(s, "{}", failure_line(c.failed, c.total));
             }
+            RunStatus::NotPublished => {
+                let _ = writeln!(
+                    s,
+                    "not yet published: Tardis has not finished exporting {} of the requested days; retry later (--wait DURATION waits for them, --allow-incomplete uses them, marked)",
+                    self.publication.incomplete_days.len()
+                );
+            }
+            RunStatus::Refused => {
+                let _ = writeln!(
+                    s,
+                    "error: an output path holds another request's output; nothing was replaced (--overwrite replaces it)"
+                );
+            }
             RunStatus::Interrupted => {
-                let _ = writeln!(s, "interrupted: no output written; completed chunks are cached");
+                let _ = writeln!(
+                    s,
+                    "interrupted: {} of {} chunks done, {} not started or cut short; no output written; completed chunks are cached",
+                    c.total.saturating_sub(c.pending + c.failed),
+                    c.total,
+                    c.pending
+                );
             }
         }
         s
@@ -201,6 +287,9 @@ impl Summary {
         if c.failed > 0 {
             let _ = write!(s, ", {} failed", c.failed);
         }
+        if c.withheld > 0 {
+            let _ = write!(s, ", {} withheld (not yet published)", c.withheld);
+        }
         let _ = writeln!(
             s,
             "; {} rows; {} fetched from Tardis in {} requests, {} from caches; {:.1} s",
@@ -212,6 +301,24 @@ impl Summary {
         );
         s
     }
+}
+
+/// The JSON document of a failure that ended a command before or outside a summary (a usage
+/// error, a run that could not start): `schema`, `status`, `exit_code`, `error`.
+pub fn error_json(code: ExitCode, error: &str) -> String {
+    let status = match code {
+        ExitCode::Usage => "usage_error",
+        ExitCode::Interrupted => "interrupted",
+        ExitCode::NotPublished => "not_published",
+        ExitCode::Success | ExitCode::Failure => "error",
+    };
+    serde_json::json!({
+        "schema": JSON_SCHEMA,
+        "status": status,
+        "exit_code": code.code(),
+        "error": error,
+    })
+    .to_string()
 }
 
 /// The last line of a failed run: what a re-run will have to do.
@@ -245,6 +352,17 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_json_documents_too() {
+        let v: serde_json::Value = serde_json::from_str(&error_json(ExitCode::Usage, "bad \"x\"")).unwrap();
+        assert_eq!(v["schema"], JSON_SCHEMA);
+        assert_eq!(
+            (v["status"].as_str(), v["exit_code"].as_u64()),
+            (Some("usage_error"), Some(2))
+        );
+        assert_eq!(v["error"], "bad \"x\"");
+    }
+
+    #[test]
     fn the_status_alone_decides_the_exit_code() {
         let request = Request {
             exchange: "x".into(),
@@ -255,6 +373,8 @@ mod tests {
         for (status, code) in [
             (RunStatus::Ok, 0),
             (RunStatus::Failed, 1),
+            (RunStatus::Refused, 2),
+            (RunStatus::NotPublished, 3),
             (RunStatus::Interrupted, 130),
         ] {
             let s = Summary::begin(&request).end(status, 1.0);

@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::cache::{RemoteMode, RemoteOptions, RemoteStore};
 use crate::fetch::RetryPolicy;
-use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant, valid_exchange};
+use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant_at, valid_exchange};
 use crate::run::plan::Request;
 use crate::tardis::Secret;
 use options::Options;
@@ -69,6 +69,14 @@ pub struct DownloadSettings {
     pub offline: bool,
     /// Fetch everything again.
     pub refresh: bool,
+    /// Check the request against Tardis's metadata first (`--no-validate` turns it off).
+    pub validate: bool,
+    /// Use days Tardis has not finished exporting, marked as such.
+    pub allow_incomplete: bool,
+    /// Wait up to this long for unexported days.
+    pub wait: Option<Duration>,
+    /// Replace outputs of other requests.
+    pub overwrite: bool,
     /// The Tardis API key.
     pub api_key: Option<Secret>,
     /// Base of the datasets API.
@@ -89,6 +97,8 @@ pub struct DownloadSettings {
     pub decoders: usize,
     /// A JSON summary on stdout.
     pub json: bool,
+    /// Print the plan and stop.
+    pub dry_run: bool,
 }
 
 /// Reads a layered option that has a default.
@@ -107,6 +117,17 @@ impl DownloadSettings {
         if defaulted(&o.offline) && defaulted(&o.refresh) {
             return Err(usage("--offline and --refresh contradict each other"));
         }
+        let wait = o.wait.filter(|w| !w.is_zero());
+        if !defaulted(&o.validate) && wait.is_some() {
+            return Err(usage(
+                "--no-validate and --wait contradict each other: waiting for exports needs Tardis's metadata API",
+            ));
+        }
+        if defaulted(&o.offline) && wait.is_some() {
+            return Err(usage(
+                "--offline and --wait contradict each other: waiting for exports needs Tardis's metadata API",
+            ));
+        }
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
         let concurrency = concurrency(o)?;
@@ -118,6 +139,10 @@ impl DownloadSettings {
             cache,
             offline: defaulted(&o.offline),
             refresh: defaulted(&o.refresh),
+            validate: defaulted(&o.validate),
+            allow_incomplete: defaulted(&o.allow_incomplete),
+            wait,
+            overwrite: defaulted(&o.overwrite),
             api_key: o.api_key.clone(),
             datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
             api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
@@ -128,6 +153,7 @@ impl DownloadSettings {
             read_timeout: defaulted(&o.read_timeout),
             decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
             json: defaulted(&o.json),
+            dry_run: defaulted(&o.dry_run),
         })
     }
 }
@@ -168,21 +194,33 @@ fn retry_policy(o: &Options) -> Result<RetryPolicy, UsageError> {
     Ok(retry)
 }
 
+/// The options every download needs, as flags.
+const REQUIRED: [(&str, &str); 3] = [
+    ("exchange", "--exchange ID"),
+    ("symbols", "--symbols LIST"),
+    ("from", "--from DATE"),
+];
+
 /// Exchange, symbols, data types and range.
 fn request(o: &Options) -> Result<Request, UsageError> {
-    let exchange = o
-        .exchange
-        .clone()
-        .ok_or_else(|| usage("--exchange is required (e.g. --exchange binance-futures)"))?;
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .filter(|(name, _)| !o.is_set(name))
+        .map(|(_, flag)| *flag)
+        .collect();
+    if !missing.is_empty() {
+        return Err(usage(format!(
+            "missing {}: give them as flags, environment variables or in a config file job (--job NAME); e.g. -e binance-futures -s BTCUSDT --from yesterday",
+            missing.join(", ")
+        )));
+    }
+    let exchange = o.exchange.clone().unwrap_or_default();
     if !valid_exchange(&exchange) {
         return Err(usage(format!(
             "invalid --exchange '{exchange}': expected a Tardis exchange id such as binance-futures or deribit"
         )));
     }
-    let raw_symbols = o
-        .symbols
-        .as_ref()
-        .ok_or_else(|| usage("--symbols is required (e.g. --symbols BTCUSDT,ETHUSDT)"))?;
+    let raw_symbols = o.symbols.clone().unwrap_or_default();
     let symbols = dedup(
         raw_symbols
             .iter()
@@ -201,14 +239,12 @@ fn request(o: &Options) -> Result<Request, UsageError> {
     if data_types.is_empty() {
         return Err(usage("--data-types is empty: give at least one data type"));
     }
-    let from = o
-        .from
-        .as_deref()
-        .ok_or_else(|| usage("--from is required (YYYY-MM-DD or RFC 3339)"))?;
-    let from = parse_instant("--from", from).map_err(|e| usage(e.to_string()))?;
+    let now = now(o)?;
+    let from =
+        parse_instant_at("--from", o.from.as_deref().unwrap_or_default(), now).map_err(|e| usage(e.to_string()))?;
     let to =
         o.to.as_deref()
-            .map(|t| parse_instant("--to", t))
+            .map(|t| parse_instant_at("--to", t, now))
             .transpose()
             .map_err(|e| usage(e.to_string()))?;
     let range = TimeRange::new(from, to).map_err(|e| usage(e.to_string()))?;
@@ -218,6 +254,18 @@ fn request(o: &Options) -> Result<Request, UsageError> {
         data_types,
         range,
     })
+}
+
+/// The instant relative dates count from: `--now`, else the clock.
+fn now(o: &Options) -> Result<jiff::Timestamp, UsageError> {
+    match &o.now {
+        None => Ok(jiff::Timestamp::now()),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            usage(format!(
+                "invalid --now '{raw}': expected an RFC 3339 timestamp such as 2024-03-06T07:00:00Z"
+            ))
+        }),
+    }
 }
 
 /// The items in first-seen order, without repeats.
@@ -263,12 +311,7 @@ impl CacheSettings {
     /// # Errors
     /// [`UsageError`] for a bad mode or URL, or no cache directory.
     pub fn resolve(o: &Options) -> Result<Self, UsageError> {
-        let cache_dir = match &o.cache_dir {
-            Some(d) => d.clone(),
-            None => dirs::cache_dir()
-                .map(|d| d.join("tickvault"))
-                .ok_or_else(|| usage("no platform cache directory: set --cache-dir or TICKVAULT_CACHE_DIR"))?,
-        };
+        let cache_dir = cache_dir(o)?;
         let mode: RemoteMode = defaulted(&o.remote_cache_mode).parse().map_err(usage)?;
         let timeout = defaulted(&o.remote_cache_timeout);
         let remote = match &o.remote_cache {
@@ -291,6 +334,167 @@ impl CacheSettings {
             remote,
             memory_cache: defaulted(&o.memory_cache).0,
         })
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When to colour logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Only when stderr is a terminal and `NO_COLOR` is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, else nothing.
+    Auto,
+    /// A line every interval, terminal or not.
+    Plain(Duration),
+    /// Nothing.
+    Never,
+}
+
+/// How the tool talks on stderr: log level and format, colour, progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolSettings {
+    /// Only errors.
+    pub quiet: bool,
+    /// `-v` count.
+    pub verbose: u8,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Colour.
+    pub color: ColorChoice,
+    /// Progress.
+    pub progress: ProgressMode,
+    /// A JSON document on stdout.
+    pub json: bool,
+}
+
+impl ToolSettings {
+    /// Validates the options every command takes.
+    ///
+    /// # Errors
+    /// [`UsageError`] for an unknown format, colour or progress mode.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        let bad = |flag: &str, v: &str, expected: &str| usage(format!("invalid --{flag} '{v}': expected {expected}"));
+        let log_format = match defaulted(&o.log_format).as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            v => return Err(bad("log-format", v, "text or json")),
+        };
+        let color = match defaulted(&o.color).as_str() {
+            "auto" => ColorChoice::Auto,
+            "always" => ColorChoice::Always,
+            "never" => ColorChoice::Never,
+            v => return Err(bad("color", v, "auto, always or never")),
+        };
+        let interval = defaulted(&o.progress_interval);
+        if interval < Duration::from_millis(100) {
+            return Err(usage(format!(
+                "invalid --progress-interval {}: expected at least 100ms",
+                parse::show_duration(interval)
+            )));
+        }
+        let quiet = defaulted(&o.quiet);
+        let progress = match defaulted(&o.progress).as_str() {
+            "auto" => ProgressMode::Auto,
+            "plain" => ProgressMode::Plain(interval),
+            "never" => ProgressMode::Never,
+            v => return Err(bad("progress", v, "auto, plain or never")),
+        };
+        let progress = if quiet { ProgressMode::Never } else { progress };
+        Ok(Self {
+            quiet,
+            verbose: defaulted(&o.verbose).0,
+            log_format,
+            color,
+            progress,
+            json: defaulted(&o.json),
+        })
+    }
+}
+
+/// Everything `tickvault exchanges [ID]` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ExchangesSettings {
+    /// One exchange's symbols, or (`None`) the list of exchanges.
+    pub exchange: Option<String>,
+    /// Only the symbols matching this pattern.
+    pub symbol_pattern: Option<String>,
+    /// Where the metadata is cached.
+    pub cache_dir: PathBuf,
+    /// Read the cached metadata only.
+    pub offline: bool,
+    /// Base of the metadata API.
+    pub api_url: Url,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+    /// Limit on connecting.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading an answer.
+    pub read_timeout: Duration,
+    /// JSON on stdout instead of tables.
+    pub json: bool,
+}
+
+impl ExchangesSettings {
+    /// Validates the options of `tickvault exchanges`.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the value at fault.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        if let Some(id) = &o.exchange
+            && !valid_exchange(id)
+        {
+            return Err(usage(format!(
+                "invalid exchange id '{id}': expected a Tardis exchange id such as binance-futures or deribit"
+            )));
+        }
+        if o.exchange.is_none() && o.exchanges_symbol.is_some() {
+            return Err(usage(
+                "--symbol filters the symbols of one exchange: give its id (tickvault exchanges ID --symbol PATTERN)",
+            ));
+        }
+        Ok(Self {
+            exchange: o.exchange.clone(),
+            symbol_pattern: o.exchanges_symbol.clone(),
+            cache_dir: cache_dir(o)?,
+            offline: defaulted(&o.offline),
+            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
+            retry: RetryPolicy {
+                max_retries: defaulted(&o.max_retries),
+                initial_backoff: defaulted(&o.retry_initial_backoff),
+                max_backoff: defaulted(&o.retry_max_backoff),
+            },
+            connect_timeout: defaulted(&o.connect_timeout),
+            read_timeout: defaulted(&o.read_timeout),
+            json: defaulted(&o.json),
+        })
+    }
+}
+
+/// `--cache-dir`, or the platform cache dir + `/tickvault`.
+fn cache_dir(o: &Options) -> Result<PathBuf, UsageError> {
+    match &o.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => dirs::cache_dir()
+            .map(|d| d.join("tickvault"))
+            .ok_or_else(|| usage("no platform cache directory: set --cache-dir or TICKVAULT_CACHE_DIR")),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::spec::{Count, LogFormat, OptValue, Scope, Size, Spec, options};
+use super::spec::{Count, OptValue, Scope, Size, Spec, options};
 use crate::tardis::Secret;
 
 /// `--help` sections.
@@ -16,36 +16,66 @@ pub(crate) mod heading {
     pub const NETWORK: &str = "Tardis and network";
     pub const TOOL: &str = "Output of the tool";
     pub const PRUNE: &str = "What to prune";
+    pub const LIST: &str = "What to list";
     pub const SERVE: &str = "Edge cache server";
 }
 
-use heading::{CACHE, FETCH, NETWORK, PRUNE, SERVE, TOOL, WRITE};
+use heading::{CACHE, FETCH, LIST, NETWORK, PRUNE, SERVE, TOOL, WRITE};
 
 const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
+/// Options of `download` that `tickvault exchanges` takes too (it reads the metadata API
+/// through the same cache directory).
+const DL_EXCH: Scope = Scope::DOWNLOAD.or(Scope::EXCHANGES);
+const ALL_THREE: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::EXCHANGES);
 /// The cache tiers: `download`, the `cache` commands and `serve`.
-const TIERS: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::SERVE);
-/// Talking to Tardis: `download` and `serve`.
+const TIERS: Scope = BOTH.or(Scope::SERVE);
+/// Fetching from Tardis: `download` and `serve`.
 const TARDIS: Scope = Scope::DOWNLOAD.or(Scope::SERVE);
+/// Tardis's APIs: `download`, `exchanges` and `serve`.
+const APIS: Scope = DL_EXCH.or(Scope::SERVE);
+/// The cache directory and connecting: every command but the listings of the tool.
+const ALL_FOUR: Scope = ALL_THREE.or(Scope::SERVE);
 
 options! {
     /// Exchange id, e.g. binance-futures, deribit.
     exchange: String { short: Some('e'), value_name: "ID", heading: FETCH }
     /// Comma-separated symbols; grouped symbols (PERPETUALS, SPOT, FUTURES, OPTIONS) allowed.
     symbols: Vec<String> { short: Some('s'), value_name: "LIST", heading: FETCH }
-    /// Comma-separated data types, any of the nine Tardis dataset types.
+    /// Comma-separated data types: trades, incremental_book_L2, book_snapshot_25,
+    /// book_snapshot_5, quotes, book_ticker, derivative_ticker, liquidations, options_chain.
     data_types: Vec<String> { short: Some('t'), value_name: "LIST", heading: FETCH, default: Some("trades") }
-    /// Start, YYYY-MM-DD (UTC) or RFC 3339.
+    /// Start (UTC): YYYY-MM-DD, RFC 3339, or relative: today, yesterday, today-7d, -7d (= today-7d),
+    /// now-6h.
     from: String { value_name: "DATE", heading: FETCH }
-    /// End, exclusive [default: from + 1 day].
+    /// End, exclusive, in the same grammar as --from [default: from + 1 day].
     to: String { value_name: "DATE", heading: FETCH }
+    /// Run the [jobs.NAME] table of the config file; flags and environment variables override it.
+    job: String { value_name: "NAME", heading: FETCH, scope: Scope::GLOBAL, in_file: false }
+    /// Print the plan (each chunk, the tier expected to serve it, whether its day is exported,
+    /// the outputs) and exit; no dataset request, nothing written.
+    dry_run: bool { heading: FETCH, default: Some("false") }
+    /// The instant relative dates count from, RFC 3339 [default: the clock]; replays a nightly
+    /// job as of another day.
+    now: String { value_name: "TIME", heading: FETCH, in_file: false }
+    /// Check exchange, symbols, data types and dates against Tardis's metadata before fetching
+    /// (--no-validate skips it, e.g. while the metadata API is down).
+    validate: bool { heading: FETCH, default: Some("true") }
+    /// Use days Tardis has not finished exporting, marked incomplete in the outputs (else such
+    /// days are withheld and the run exits 3).
+    allow_incomplete: bool { heading: FETCH, default: Some("false") }
+    /// Wait up to this long for unexported days to be exported (polling the metadata), then run.
+    wait: Duration { value_name: "DURATION", heading: FETCH }
 
     /// A directory (one merged file per data type) or a FILE.parquet (one data type).
     output: PathBuf { short: Some('o'), value_name: "PATH", heading: WRITE, default: Some("./datasets") }
-    /// Write DIR/exchange=E/data_type=T/date=YYYY-MM-DD/SYMBOL.parquet instead of merged files.
+    /// Write DIR/{data_type}/exchange=E/date=YYYY-MM-DD/SYMBOL.parquet (one table per data type)
+    /// instead of merged files.
     partitioned: bool { heading: WRITE, default: Some("false") }
+    /// Replace an output that holds the data of another request (else exit 2).
+    overwrite: bool { heading: WRITE, default: Some("false") }
 
     /// Local cache directory [default: the platform cache dir + /tickvault].
-    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: TIERS }
+    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: ALL_FOUR }
     /// Shared remote cache: http(s)://, s3://, gs://, az:// or file://.
     remote_cache: String { value_name: "URL", heading: CACHE, scope: TIERS }
     /// Bearer token for an http(s) remote cache; prefer the environment variable (flags show in `ps`).
@@ -56,8 +86,9 @@ options! {
     remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: TIERS, default: Some("60s") }
     /// Size of the in-memory cache.
     memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: TIERS, default: Some("128MiB") }
-    /// Never contact Tardis; fail naming the chunks no cache tier holds.
-    offline: bool { heading: CACHE, default: Some("false") }
+    /// Never contact Tardis: use the cache tiers and the cached metadata; fail naming what they
+    /// lack.
+    offline: bool { heading: CACHE, scope: DL_EXCH, default: Some("false") }
     /// Fetch every chunk from Tardis again and overwrite the cache tiers.
     refresh: bool { heading: CACHE, default: Some("false") }
 
@@ -66,33 +97,39 @@ options! {
     /// Base URL of the datasets API.
     datasets_url: String { value_name: "URL", heading: NETWORK, scope: TARDIS, default: Some("https://datasets.tardis.dev/v1") }
     /// Base URL of the metadata API.
-    api_url: String { value_name: "URL", heading: NETWORK, scope: TARDIS, default: Some("https://api.tardis.dev/v1") }
+    api_url: String { value_name: "URL", heading: NETWORK, scope: APIS, default: Some("https://api.tardis.dev/v1") }
     /// Downloads in flight (20, as the official clients).
     concurrency: usize { value_name: "N", heading: NETWORK, scope: TARDIS, default: Some("20") }
     /// Requests per second to Tardis (token bucket) [default: unlimited].
     rate_limit: u32 { value_name: "N", heading: NETWORK, scope: TARDIS }
     /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies).
-    max_retries: u32 { value_name: "N", heading: NETWORK, scope: TARDIS, default: Some("10") }
+    max_retries: u32 { value_name: "N", heading: NETWORK, scope: APIS, default: Some("10") }
     /// Delay before the first retry; doubles per retry, with jitter; Retry-After is honoured.
-    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("1s") }
+    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("1s") }
     /// Cap on one retry delay.
-    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("60s") }
+    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("60s") }
     /// Limit on connecting to Tardis or the remote cache.
-    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: TIERS, default: Some("10s") }
+    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: ALL_FOUR, default: Some("10s") }
     /// Silence while reading a body before the attempt fails.
-    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: TARDIS, default: Some("120s") }
+    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("120s") }
 
-    /// Print a machine-readable summary on stdout (nothing else goes to stdout).
-    json: bool { heading: TOOL, scope: BOTH, default: Some("false") }
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    /// Print a machine-readable summary on stdout (nothing else goes to stdout), failures included.
+    json: bool { heading: TOOL, scope: ALL_THREE, default: Some("false") }
+    /// More log output on stderr: -v one line per chunk and output and every retry, -vv debug,
+    /// -vvv trace; RUST_LOG overrides it.
     verbose: Count { short: Some('v'), heading: TOOL, scope: Scope::GLOBAL, default: Some("0") }
     /// Only errors on stderr.
     quiet: bool { short: Some('q'), heading: TOOL, scope: Scope::GLOBAL, default: Some("false") }
-    /// Draw a progress bar (only ever when stderr is a terminal).
-    progress: bool { heading: TOOL, scope: Scope::GLOBAL, default: Some("true") }
-    /// Log lines as text or json (one JSON object per line).
-    log_format: LogFormat { value_name: "FORMAT", heading: TOOL, scope: Scope::GLOBAL, default: Some("text") }
-    /// TOML config file (see config/default.toml).
+    /// Logs on stderr as text, or json (one object per line: time, level, event, chunk, tier, ...).
+    log_format: String { value_name: "FORMAT", heading: TOOL, scope: Scope::GLOBAL, default: Some("text") }
+    /// Colour in logs: auto (only when stderr is a terminal and NO_COLOR is unset), always, never.
+    color: String { value_name: "WHEN", heading: TOOL, scope: Scope::GLOBAL, default: Some("auto"), no: Some("never") }
+    /// auto (a bar when stderr is a terminal), plain (a line every --progress-interval, for CI
+    /// logs), never.
+    progress: String { value_name: "MODE", heading: TOOL, scope: Scope::GLOBAL, default: Some("auto"), no: Some("never") }
+    /// How often --progress plain prints a line.
+    progress_interval: Duration { value_name: "DURATION", heading: TOOL, scope: Scope::GLOBAL, default: Some("10s") }
+    /// TOML config file [default: the platform config dir + /tickvault/config.toml, if it exists].
     config: PathBuf { value_name: "FILE", heading: TOOL, scope: Scope::GLOBAL, in_file: false }
 
     /// Address to listen on, e.g. 0.0.0.0:8080 for the whole network.
@@ -119,7 +156,13 @@ options! {
     prune_max_size: Size { flag: Some("max-size"), value_name: "SIZE", heading: PRUNE, scope: Scope::PRUNE }
     /// Remove entries not used for this long, e.g. 30d, 12h.
     prune_older_than: Duration { flag: Some("older-than"), value_name: "AGE", heading: PRUNE, scope: Scope::PRUNE }
+
+    /// Only the symbols matching this pattern (`*` and `?` wildcards; else a substring), any case.
+    exchanges_symbol: String { flag: Some("symbol"), value_name: "PATTERN", heading: LIST, scope: Scope::EXCHANGES }
 }
+
+/// Every option of every command (`tickvault config` shows them all).
+pub(crate) const ALL: Scope = Scope::ANY;
 
 /// The options a command takes.
 pub(crate) fn for_scope(scope: Scope) -> impl Iterator<Item = &'static Spec> {
@@ -150,6 +193,14 @@ mod tests {
                 s.name
             );
             assert!(!s.help_text().is_empty(), "{} has help", s.name);
+        }
+    }
+
+    #[test]
+    fn the_help_lists_every_data_type() {
+        let help = spec("data_types").unwrap().help_text();
+        for t in crate::model::DataType::ALL {
+            assert!(help.contains(&format!(" {t}")), "{t} missing from: {help}");
         }
     }
 

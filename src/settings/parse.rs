@@ -24,6 +24,24 @@ pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("'{raw}' is negative"))
 }
 
+/// A duration in the grammar [`duration`] reads (`1h 30m`, `500ms`).
+pub(crate) fn show_duration(d: Duration) -> String {
+    match jiff::SignedDuration::try_from(d) {
+        Ok(s) => format!("{s:#}"),
+        Err(_) => format!("{}s", d.as_secs()),
+    }
+}
+
+/// A size in the grammar [`size`] reads, in the largest binary unit that divides it.
+pub(crate) fn show_size(bytes: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Parses a size: bytes, or a number with KB/MB/GB/TB (×1000) or K/M/G/T, KiB/MiB/GiB/TiB (×1024).
 ///
 /// # Errors
@@ -116,6 +134,20 @@ mod tests {
         for bad in ["d", "3 dayz", "", "-5s", "ten seconds"] {
             assert!(duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn shown_values_read_back() {
+        for d in ["500ms", "10s", "1h 30m", "30d"] {
+            let v = duration(d).unwrap();
+            assert_eq!(duration(&show_duration(v)).unwrap(), v, "{d}");
+        }
+        assert_eq!(show_duration(Duration::from_secs(90)), "1m 30s");
+        for s in ["512MiB", "2GB", "1000", "3KiB"] {
+            let v = size(s).unwrap();
+            assert_eq!(size(&show_size(v)).unwrap(), v, "{s}");
+        }
+        assert_eq!(show_size(128 << 20), "128MiB");
     }
 
     #[test]

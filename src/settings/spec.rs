@@ -20,8 +20,12 @@ impl Scope {
     pub const PRUNE: Scope = Scope(4);
     /// Every command (logging, the config file).
     pub const GLOBAL: Scope = Scope(8);
+    /// `tickvault exchanges`.
+    pub const EXCHANGES: Scope = Scope(16);
     /// `tickvault serve`.
-    pub const SERVE: Scope = Scope(16);
+    pub const SERVE: Scope = Scope(32);
+    /// Every command (what `tickvault config` shows).
+    pub const ANY: Scope = Scope(u8::MAX);
     /// `download` and the `cache` commands.
     pub const DOWNLOAD_AND_CACHE: Scope = Scope(1 | 2);
 
@@ -77,6 +81,9 @@ pub struct Spec {
     pub in_file: bool,
     /// How it is given on the command line.
     pub kind: Kind,
+    /// For a value option: the value its `--no-NAME` form stands for (`--no-progress` is
+    /// `--progress never`).
+    pub no: Option<&'static str>,
 }
 
 impl Spec {
@@ -94,6 +101,7 @@ impl Spec {
         secret: false,
         in_file: true,
         kind: Kind::Value,
+        no: None,
     };
 
     /// The long flag, without dashes.
@@ -142,6 +150,9 @@ pub trait OptValue: Sized {
             other => Self::parse(&other.to_string()),
         }
     }
+
+    /// The value in the option's own grammar, for `tickvault config` (a secret is not shown).
+    fn show(&self) -> String;
 }
 
 fn non_blank(raw: &str) -> Option<&str> {
@@ -154,6 +165,10 @@ impl OptValue for String {
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(non_blank(raw).map(str::to_string))
     }
+    fn show(&self) -> String {
+        // A URL may carry a password.
+        crate::tardis::redact_raw(self)
+    }
 }
 
 impl OptValue for PathBuf {
@@ -161,12 +176,18 @@ impl OptValue for PathBuf {
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(non_blank(raw).map(|p| parse::expand_home(std::path::Path::new(p))))
     }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
 }
 
 impl OptValue for Secret {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         Ok(Secret::new(raw))
+    }
+    fn show(&self) -> String {
+        "(set, not shown)".into()
     }
 }
 
@@ -190,6 +211,9 @@ impl OptValue for Vec<String> {
             other => Err(format!("{other} is not a list of strings")),
         }
     }
+    fn show(&self) -> String {
+        self.join(",")
+    }
 }
 
 impl OptValue for bool {
@@ -201,6 +225,9 @@ impl OptValue for bool {
             "false" | "0" | "no" | "off" => Ok(Some(false)),
             _ => Err(format!("'{raw}' is not true or false")),
         }
+    }
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -215,6 +242,9 @@ impl OptValue for Count {
             .map(|s| s.parse().map(Count).map_err(|_| format!("'{raw}' is not a count")))
             .transpose()
     }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 macro_rules! number {
@@ -226,6 +256,9 @@ macro_rules! number {
                     .map(|s| s.parse().map_err(|_| format!("'{raw}' is not a whole number")))
                     .transpose()
             }
+            fn show(&self) -> String {
+                self.to_string()
+            }
         }
     )*};
 }
@@ -235,6 +268,9 @@ impl OptValue for Duration {
     const KIND: Kind = Kind::Value;
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         non_blank(raw).map(parse::duration).transpose()
+    }
+    fn show(&self) -> String {
+        parse::show_duration(*self)
     }
 }
 
@@ -247,26 +283,8 @@ impl OptValue for Size {
     fn parse(raw: &str) -> Result<Option<Self>, String> {
         non_blank(raw).map(|s| parse::size(s).map(Size)).transpose()
     }
-}
-
-/// How log lines are written (`--log-format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One line of text per event.
-    Text,
-    /// One JSON object per event (with its time and fields).
-    Json,
-}
-
-impl OptValue for LogFormat {
-    const KIND: Kind = Kind::Value;
-    fn parse(raw: &str) -> Result<Option<Self>, String> {
-        match raw.trim() {
-            "" => Ok(None),
-            "text" => Ok(Some(Self::Text)),
-            "json" => Ok(Some(Self::Json)),
-            other => Err(format!("'{other}' is not text or json")),
-        }
+    fn show(&self) -> String {
+        parse::show_size(self.0)
     }
 }
 
@@ -308,6 +326,22 @@ macro_rules! options {
                     _ => return Err(format!("unknown option '{name}'")),
                 }
                 Ok(())
+            }
+
+            /// Whether the option `name` is set in this layer.
+            pub fn is_set(&self, name: &str) -> bool {
+                match name {
+                    $( stringify!($name) => self.$name.is_some(), )*
+                    _ => false,
+                }
+            }
+
+            /// The value of the option `name` in its own grammar, if set (secrets not shown).
+            pub fn show(&self, name: &str) -> Option<String> {
+                match name {
+                    $( stringify!($name) => self.$name.as_ref().map(OptValue::show), )*
+                    _ => None,
+                }
             }
 
             /// Each option from `self`, or else from `lower`.

@@ -99,37 +99,40 @@ impl TardisClient {
         check_status(resp, shown).await
     }
 
-    /// `datasets.exportedUntil` of `/v1/exchanges/{exchange}`: data before this instant is
-    /// exported and final.
+    /// The body of a metadata API document, `{api_url}/{path}` (no API key is sent). A body
+    /// over `limit` bytes is refused rather than held in memory.
     ///
     /// # Errors
-    /// Any HTTP or transport failure, or a body without the field.
-    pub async fn exported_until(&self, exchange: &str) -> Result<Timestamp, HttpError> {
-        let url = join(&self.config.api_url, &format!("exchanges/{exchange}"));
+    /// [`HttpError::Status`] (404 for an unknown exchange), [`HttpError::Transport`],
+    /// [`HttpError::TooLarge`].
+    pub async fn get_api(&self, path: &str, limit: u64) -> Result<bytes::Bytes, HttpError> {
+        let url = join(&self.config.api_url, path);
         let shown = redact_url(&url);
         let transport = |what, e: reqwest::Error| HttpError::Transport {
             url: shown.clone(),
             what,
             source: e.without_url(),
         };
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| transport("request failed", e))?;
-        let resp = check_status(resp, shown.clone()).await?;
-        let body = resp.bytes().await.map_err(|e| transport("reading body", e))?;
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        body.pointer("/datasets/exportedUntil")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .ok_or_else(|| HttpError::Status {
-                url: shown,
-                status: 200,
-                retry_after: None,
-                message: Some("no valid datasets.exportedUntil in the response".into()),
-            })
+        let resp = self.http.get(url.clone()).send().await.map_err(|e| {
+            let what = if e.is_connect() {
+                "connect failed"
+            } else {
+                "request failed"
+            };
+            transport(what, e)
+        })?;
+        let mut resp = check_status(resp, shown.clone()).await?;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(HttpError::TooLarge { url: shown, limit });
+        }
+        let mut body = Vec::new();
+        while let Some(piece) = resp.chunk().await.map_err(|e| transport("body interrupted", e))? {
+            if body.len() as u64 + piece.len() as u64 > limit {
+                return Err(HttpError::TooLarge { url: shown, limit });
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(body.into())
     }
 }
 

@@ -39,6 +39,14 @@ pub enum HttpError {
         /// Bytes announced.
         expected: u64,
     },
+    /// A metadata document larger than the limit (never held in memory whole).
+    #[error("{url}: the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The URL, without credentials.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
     /// HTTP 429 with a `Retry-After` beyond what a run should wait: the account's data-transfer
     /// quota is used up (tardis-python treats > 300 s the same way).
     #[error("{url}: Tardis quota exhausted: HTTP 429 asks to retry after {} s; stopping (quotas reset at 00:00 UTC daily and on the 1st monthly)", retry_after.as_secs())]
@@ -68,7 +76,7 @@ impl HttpError {
             // Connection refused/reset, timeouts, a body cut mid-stream: transient.
             HttpError::Transport { source, .. } => !source.is_builder(),
             HttpError::ShortBody { .. } => true,
-            HttpError::QuotaExhausted { .. } => false,
+            HttpError::QuotaExhausted { .. } | HttpError::TooLarge { .. } => false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+pub mod metadata;
 mod secret;
 
 pub use client::{ClientConfig, MAX_RETRY_AFTER, TardisClient};

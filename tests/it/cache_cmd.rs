@@ -232,8 +232,8 @@ async fn two_processes_sharing_a_cache_directory_never_corrupt_it() {
     a.ok();
     b.ok();
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
-    let (_, rows1) = read_parquet(&out1.join("binance-futures_trades_2024-03-01_2024-03-04.parquet"));
-    let (_, rows2) = read_parquet(&out2.join("binance-futures_trades_2024-03-02_2024-03-05.parquet"));
+    let (_, rows1) = read_parquet(&out1.join("binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-04.parquet"));
+    let (_, rows2) = read_parquet(&out2.join("binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-02_2024-03-05.parquet"));
     assert!(rows1 == merged(&refs[..6]));
     assert!(rows2 == merged(&refs[2..]));
     let verify = env.tickvault(&["cache", "verify", "--json"]).await;
@@ -265,6 +265,6 @@ async fn two_processes_sharing_a_cache_directory_never_corrupt_it() {
     });
     c.ok();
     p.ok();
-    let (_, rows3) = read_parquet(&out3.join("binance-futures_trades_2024-03-04_2024-03-06.parquet"));
+    let (_, rows3) = read_parquet(&out3.join("binance-futures_trades_BTCUSDT_2024-03-04_2024-03-06.parquet"));
     assert_eq!(rows3.len(), 5_000 + csv_rows(&more).1.len());
 }

@@ -43,7 +43,9 @@ async fn bad_input_exits_2_with_one_line_and_touches_nothing() {
             "unknown data type 'tradez'",
         ),
         (base(&["--from", "2024-13-01"]), "invalid --from '2024-13-01'"),
-        (base(&["--from", "yesterday"]), "invalid --from 'yesterday'"),
+        (base(&["--from", "last tuesday"]), "invalid --from 'last tuesday'"),
+        (base(&["--from", "today-7x"]), "invalid --from 'today-7x'"),
+        (base(&["--from", "yesterday", "--now", "soon"]), "invalid --now 'soon'"),
         (
             base(&["--from", "2024-01-05", "--to", "2024-01-02"]),
             "--to (2024-01-02T00:00:00Z) must be after --from",
@@ -114,10 +116,16 @@ async fn bad_input_exits_2_with_one_line_and_touches_nothing() {
     refused(
         &env,
         &["-s", "X", "--from", "2024-01-01", "-o", &out],
-        "--exchange is required",
+        "missing --exchange ID: give them",
     )
     .await;
-    refused(&env, &["-e", "deribit", "-s", "X", "-o", &out], "--from is required").await;
+    refused(&env, &["-e", "deribit", "-s", "X", "-o", &out], "missing --from DATE:").await;
+    refused(
+        &env,
+        &["-o", &out],
+        "missing --exchange ID, --symbols LIST, --from DATE:",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,10 +176,43 @@ async fn clap_usage_errors_also_exit_2() {
     let env = Env::new().await;
     let run = env.download(&["--no-such-flag"]).await;
     run.code(2).stderr_has("error: unexpected argument '--no-such-flag'");
-    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    // clap's whole message: its suggestion and the usage line are not cut off.
+    let run = env.download(&["--symbol", "X"]).await;
+    run.code(2)
+        .stderr_has("error: unexpected argument '--symbol' found")
+        .stderr_has("tip: a similar argument exists: '--symbols'")
+        .stderr_has("Usage: tickvault download");
+    assert!(run.stdout.is_empty());
+    // The official clients' names point to ours.
+    for (theirs, ours) in [
+        ("--from-date", "'--from'"),
+        ("--download-dir", "'--output'"),
+        ("--data_types", "'--data-types'"),
+    ] {
+        env.download(&[theirs, "x"])
+            .await
+            .code(2)
+            .stderr_has(&format!("tip: tardis-dev's '{}' is {ours} in tickvault", &theirs[2..]));
+    }
     env.download(&["--offline", "--refresh", "-e", "x", "-s", "X", "--from", "2024-01-01"])
         .await
         .code(2);
+    for contradiction in ["--offline", "--no-validate"] {
+        env.download(&[
+            contradiction,
+            "--wait",
+            "1h",
+            "-e",
+            "x",
+            "-s",
+            "X",
+            "--from",
+            "2024-01-01",
+        ])
+        .await
+        .code(2)
+        .stderr_has(&format!("{contradiction} and --wait contradict each other"));
+    }
     env.tickvault(&["cache", "prune"])
         .await
         .code(2)

@@ -167,6 +167,9 @@ fn serve_range(env: &Env, rows: usize) -> Vec<String> {
     csvs
 }
 
+/// The merged output of [`RANGE`].
+const MERGED: &str = "binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-04.parquet";
+
 const RANGE: [&str; 8] = [
     "-e",
     "binance-futures",
@@ -190,7 +193,7 @@ async fn symbols_and_days_merge_by_local_timestamp() {
     assert_eq!(summary["chunks"]["tardis"], 6);
     assert_eq!(summary["rows"], 120_000);
     assert_eq!(summary["status"], "ok");
-    let out = env.out.join("binance-futures_trades_2024-03-01_2024-03-04.parquet");
+    let out = env.out.join(MERGED);
     assert_eq!(summary["outputs"][0]["path"], out.to_str().unwrap());
     let (_, rows) = read_parquet(&out);
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
@@ -212,7 +215,7 @@ async fn a_warm_rerun_makes_no_requests_and_gives_identical_output() {
     args.extend(["-o", env.out.to_str().unwrap()]);
     env.download(&args).await.ok();
     assert_eq!(env.dataset_requests(), 6);
-    let out = env.out.join("binance-futures_trades_2024-03-01_2024-03-04.parquet");
+    let out = env.out.join(MERGED);
     let first = std::fs::read(&out).unwrap();
     let modified = std::fs::metadata(&out).unwrap().modified().unwrap();
 
@@ -233,7 +236,7 @@ async fn a_warm_rerun_makes_no_requests_and_gives_identical_output() {
     fresh.extend(["-o", other.to_str().unwrap()]);
     env.download(&fresh).await.ok();
     assert_eq!(env.dataset_requests(), 6);
-    let second = std::fs::read(other.join("binance-futures_trades_2024-03-01_2024-03-04.parquet")).unwrap();
+    let second = std::fs::read(other.join(MERGED)).unwrap();
     assert!(first == second, "outputs of the same chunks must be identical");
 }
 
@@ -264,7 +267,7 @@ async fn a_corrupt_or_truncated_cache_entry_is_detected_and_fetched_again() {
         8,
         "exactly the two damaged chunks are fetched again"
     );
-    let (_, rows) = read_parquet(&other.join("binance-futures_trades_2024-03-01_2024-03-04.parquet"));
+    let (_, rows) = read_parquet(&other.join(MERGED));
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
     assert!(rows == merged(&refs));
     // And the repaired entries verify again.
@@ -284,9 +287,9 @@ async fn partitioned_output_has_one_file_per_chunk_in_the_hive_layout() {
     let mut i = 0;
     for day in DAYS {
         for sym in ["BTCUSDT", "ETHUSDT"] {
-            let p = env.out.join(format!(
-                "exchange=binance-futures/data_type=trades/date={day}/{sym}.parquet"
-            ));
+            let p = env
+                .out
+                .join(format!("trades/exchange=binance-futures/date={day}/{sym}.parquet"));
             let (_, rows) = read_parquet(&p);
             assert!(rows == csv_rows(&csvs[i]).1, "{}", p.display());
             i += 1;
@@ -316,7 +319,7 @@ async fn a_range_inside_days_keeps_only_its_rows() {
     assert_eq!(env.dataset_requests(), 4, "only the two days the range touches");
     let out = env
         .out
-        .join("binance-futures_trades_20240301T060000Z_20240302T123000Z.parquet");
+        .join("binance-futures_trades_BTCUSDT+ETHUSDT_20240301T060000Z_20240302T123000Z.parquet");
     let (_, rows) = read_parquet(&out);
     let lo = jiff::Timestamp::from_str_ok(from);
     let hi = jiff::Timestamp::from_str_ok(to);

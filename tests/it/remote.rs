@@ -16,7 +16,7 @@ const ARGS: [&str; 8] = [
     "--to",
     "2024-03-04",
 ];
-const OUT_NAME: &str = "binance-futures_trades_2024-03-01_2024-03-04.parquet";
+const OUT_NAME: &str = "binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-04.parquet";
 
 fn serve(env: &Env) {
     for (d, day) in ["2024-03-01", "2024-03-02", "2024-03-03"].iter().enumerate() {
@@ -53,8 +53,9 @@ async fn machine_b_gets_everything_from_the_remote_while_tardis_is_down() {
 
     env.tardis.fail_all(Some(500));
     env.tardis.clear_requests();
+    // Tardis is down, its metadata API too: --no-validate says so.
     let (cache_b, out_b) = (env.dir.path().join("b-cache"), env.dir.path().join("b-out"));
-    let b = pull(&env, &cache_b, &out_b, &nginx.url(), &[]).await;
+    let b = pull(&env, &cache_b, &out_b, &nginx.url(), &["--no-validate"]).await;
     b.ok();
     let sb = b.json();
     assert_eq!(sb["chunks"]["remote"], 6);
@@ -76,7 +77,7 @@ async fn machine_b_gets_everything_from_the_remote_while_tardis_is_down() {
         &cache_b,
         &env.dir.path().join("c-out"),
         "http://127.0.0.1:9/cache/",
-        &[],
+        &["--no-validate"],
     )
     .await;
     c.ok();
@@ -205,13 +206,25 @@ async fn offline_serves_from_the_tiers_and_names_what_is_missing() {
         .await
         .ok();
     env.tardis.clear_requests();
-    // A fresh machine, offline: everything from the remote.
-    let run = pull(
+    // A fresh machine, offline: no metadata cached, so validation is refused…
+    let fresh = pull(
         &env,
         &env.dir.path().join("c2"),
         &env.dir.path().join("o2"),
         &nginx.url(),
         &["--offline"],
+    )
+    .await;
+    fresh
+        .code(2)
+        .stderr_has("--offline: no cached metadata for exchanges/binance-futures");
+    // …unless skipped: everything from the remote.
+    let run = pull(
+        &env,
+        &env.dir.path().join("c2"),
+        &env.dir.path().join("o2"),
+        &nginx.url(),
+        &["--offline", "--no-validate"],
     )
     .await;
     run.ok();
@@ -286,7 +299,14 @@ async fn days_tardis_has_not_finished_exporting_are_never_cached_as_complete() {
     env.tardis
         .set_exported_until("binance-futures", "2024-03-02T00:00:00Z".parse().unwrap());
     let nginx = Nginx::start(None);
-    let run = pull(&env, &env.cache, &env.dir.path().join("o1"), &nginx.url(), &[]).await;
+    let run = pull(
+        &env,
+        &env.cache,
+        &env.dir.path().join("o1"),
+        &nginx.url(),
+        &["--allow-incomplete"],
+    )
+    .await;
     run.ok().stderr_has("has not finished exporting");
     let s = run.json();
     assert_eq!(s["chunks"]["incomplete"], 4, "2024-03-02 and 2024-03-03, two symbols");
@@ -298,7 +318,14 @@ async fn days_tardis_has_not_finished_exporting_are_never_cached_as_complete() {
     );
     // Next run: the exported day is a hit, the others are fetched again.
     env.tardis.clear_requests();
-    let again = pull(&env, &env.cache, &env.dir.path().join("o2"), &nginx.url(), &[]).await;
+    let again = pull(
+        &env,
+        &env.cache,
+        &env.dir.path().join("o2"),
+        &nginx.url(),
+        &["--allow-incomplete"],
+    )
+    .await;
     again.ok();
     assert_eq!(again.json()["chunks"]["local"], 2);
     assert_eq!(env.tardis.dataset_requests().len(), 4);
@@ -311,7 +338,7 @@ async fn machine_b_reads_a_team_cache_on_s3() {
     let env = Env::new().await;
     serve(&env);
     let url = format!("s3://{bucket}/tickvault");
-    let run_on = |cache: std::path::PathBuf, out: std::path::PathBuf| {
+    let run_on = |cache: std::path::PathBuf, out: std::path::PathBuf, no_validate: bool| {
         let mut c = env.cmd();
         for (k, v) in moto.env() {
             c.env(k, v);
@@ -320,14 +347,17 @@ async fn machine_b_reads_a_team_cache_on_s3() {
             .args(ARGS)
             .args(["--api-key", crate::support::KEY, "--remote-cache", &url, "--json"]);
         c.args(["--cache-dir", cache.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        if no_validate {
+            c.arg("--no-validate");
+        }
         crate::support::run(c)
     };
-    let a = run_on(env.dir.path().join("a"), env.dir.path().join("ao")).await;
+    let a = run_on(env.dir.path().join("a"), env.dir.path().join("ao"), false).await;
     a.ok();
     assert_eq!(a.json()["uploads"]["uploaded"], 6);
     env.tardis.fail_all(Some(500));
     env.tardis.clear_requests();
-    let b = run_on(env.dir.path().join("b"), env.dir.path().join("bo")).await;
+    let b = run_on(env.dir.path().join("b"), env.dir.path().join("bo"), true).await;
     b.ok();
     assert_eq!(b.json()["chunks"]["remote"], 6);
     assert_eq!(env.tardis.requests().len(), 0);

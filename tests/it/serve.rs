@@ -70,7 +70,7 @@ fn out_file(env: &Env, name: &str, from: &str, to: &str) -> PathBuf {
     env.dir
         .path()
         .join(format!("{name}-out"))
-        .join(format!("{EX}_trades_{from}_{to}.parquet"))
+        .join(format!("{EX}_trades_{}_{from}_{to}.parquet", SYMBOLS.join("+")))
 }
 
 fn read_only(mut c: std::process::Command) -> std::process::Command {
@@ -141,7 +141,15 @@ async fn eight_clients_without_keys_cost_one_tardis_request_per_chunk() {
         m["tickvault_bytes_served_total"], bytes as f64,
         "what the clients got from the cache"
     );
-    assert_eq!(m["tickvault_http_responses_total{code=\"200\"}"], gets as f64);
+    let metadata = m["tickvault_metadata_requests_total{cache=\"hit\"}"]
+        + m.get("tickvault_metadata_requests_total{cache=\"miss\"}")
+            .copied()
+            .unwrap_or(0.0);
+    assert_eq!(
+        m["tickvault_http_responses_total{code=\"200\"}"],
+        gets as f64 + metadata,
+        "chunk GETs and the clients' metadata checks"
+    );
     assert_eq!(m["tickvault_requests_in_flight"], 0.0);
     assert!(!m.keys().any(|k| k.starts_with("tickvault_errors_total")), "{m:?}");
     // The figures for the record: `cargo test --test it serve::eight -- --nocapture`.
@@ -173,7 +181,8 @@ async fn eight_clients_without_keys_cost_one_tardis_request_per_chunk() {
         ])
         .await
         .ok();
-        let expected = std::fs::read(direct.join(format!("{EX}_trades_{from}_{to}.parquet"))).unwrap();
+        let name = format!("{EX}_trades_{}_{from}_{to}.parquet", SYMBOLS.join("+"));
+        let expected = std::fs::read(direct.join(name)).unwrap();
         for (i, w) in windows.iter().enumerate().filter(|(_, w)| w.0 == *from) {
             let got = std::fs::read(out_file(&env, &format!("c{i}"), &w.0, &w.1)).unwrap();
             assert!(got == expected, "client c{i}'s output differs from a direct pull");
@@ -578,7 +587,12 @@ async fn an_unexported_day_is_cached_by_neither_side() {
     env.tardis
         .set_exported_until(EX, "2024-03-03T00:00:00Z".parse().unwrap());
     let edge = Edge::start(&env, &env.dir.path().join("edge"), &[], &[("TARDIS_API_KEY", KEY)]);
-    let first = run(read_only(client(&env, &edge, "c", "2024-03-02", "2024-03-04", None))).await;
+    let unexported = |name: &str| {
+        let mut c = read_only(client(&env, &edge, name, "2024-03-02", "2024-03-04", None));
+        c.arg("--allow-incomplete");
+        c
+    };
+    let first = run(unexported("c")).await;
     let s = first.ok().stderr_has("has not finished exporting").json();
     assert_eq!(s["chunks"]["remote"], 4);
     assert_eq!(s["chunks"]["incomplete"], 2, "2024-03-03, both symbols");
@@ -599,7 +613,7 @@ async fn an_unexported_day_is_cached_by_neither_side() {
     // the edge again, and the edge asks Tardis again.
     let client_entry = env.dir.path().join("c-cache").join(k.cache_path());
     assert!(!read_meta(&client_entry).unwrap().complete);
-    let again = run(read_only(client(&env, &edge, "c", "2024-03-02", "2024-03-04", None))).await;
+    let again = run(unexported("c")).await;
     let s = again.ok().json();
     assert_eq!(
         (s["chunks"]["local"].as_u64(), s["chunks"]["remote"].as_u64()),

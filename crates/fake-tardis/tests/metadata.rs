@@ -226,25 +226,26 @@ async fn the_api_fails_on_its_own_while_datasets_work() {
 #[tokio::test]
 async fn api_latency_applies_to_the_api_only() {
     let ms = Duration::from_millis;
-    let t = FakeTardis::builder().api_latency(ms(300)).start().await;
+    // The latency is long and the bounds generous, so a loaded machine cannot flip the result.
+    let t = FakeTardis::builder().api_latency(ms(2000)).start().await;
     t.add_csv("deribit", "trades", date(2024, 1, 1), "BTC-PERPETUAL", "csv");
     let file = t.dataset_url("deribit", "trades", date(2024, 1, 1), "BTC-PERPETUAL");
     let start = Instant::now();
     details(&t, "deribit").await;
-    assert!(start.elapsed() >= ms(300));
+    assert!(start.elapsed() >= ms(2000));
     // Errors are late too.
     t.fail_api(Some(503));
     let start = Instant::now();
     assert_eq!(get(&format!("{}/exchanges", t.api_url())).await.status(), 503);
-    assert!(start.elapsed() >= ms(300));
+    assert!(start.elapsed() >= ms(2000));
     t.fail_api(None);
     let start = Instant::now();
     assert_eq!(get(&file).await.status(), 200);
-    assert!(start.elapsed() < ms(290));
+    assert!(start.elapsed() < ms(1500));
     t.set_api_latency(Duration::ZERO);
     let start = Instant::now();
     details(&t, "deribit").await;
-    assert!(start.elapsed() < ms(290));
+    assert!(start.elapsed() < ms(1500));
 }
 
 #[tokio::test]
