@@ -268,6 +268,7 @@ fn bench_merge(c: &mut Criterion) {
                 name: input.key().to_string(),
                 data: ChunkData::Bytes(Bytes::from(file)),
                 meta,
+                decoded: None,
             }
         })
         .collect();

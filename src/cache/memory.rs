@@ -2,13 +2,17 @@
 //!
 //! It keeps chunk bodies the process already holds in memory (remote hits, `put` of bytes) and
 //! remembers verified local files (a few hundred bytes each), so a repeated lookup skips both
-//! the remote and the re-verification of the local file. A store made with
-//! [`MemoryStore::holding_files`] (`tickvault serve`) reads local files into memory instead, so
-//! hot chunk files are answered without touching the disk. Request coalescing (one lookup per
-//! chunk however many callers ask at once) lives in [`super::Tiered`], around all tiers.
+//! the remote and the re-verification of the local file. For an output interleaved by time it
+//! also holds the decoded batches of chunks this run fetched ([`MemoryStore::put_decoded`]), so
+//! the merge does not read back and decode files it just wrote; every byte counts against the
+//! same bound. A store made with [`MemoryStore::holding_files`] (`tickvault serve`) reads local
+//! files into memory instead of pointing at them, so hot chunk files are answered without
+//! touching the disk. Request coalescing (one lookup per chunk however many callers ask at
+//! once) lives in [`super::Tiered`], around all tiers.
 
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use moka::future::Cache;
 
@@ -22,10 +26,36 @@ const FILE_ENTRY_WEIGHT: u32 = 512;
 /// never evicts every hot one.
 const MAX_ENTRY_SHARE: u64 = 8;
 
+/// Decoded batches of a chunk, in file order.
+pub type Batches = Arc<[RecordBatch]>;
+
+/// One entry: a verified chunk, and its decoded batches when the run kept them.
+#[derive(Debug)]
+struct Resident {
+    chunk: Chunk,
+    batches: Option<Batches>,
+}
+
+impl Resident {
+    fn weight(&self) -> u32 {
+        let file = match &self.chunk.data {
+            ChunkData::Bytes(b) => b.len(),
+            ChunkData::File(_) => FILE_ENTRY_WEIGHT as usize,
+        };
+        let decoded: usize = self
+            .batches
+            .iter()
+            .flat_map(|b| b.iter())
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        u32::try_from(file + decoded).unwrap_or(u32::MAX)
+    }
+}
+
 /// The memory tier.
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<ChunkKey, Arc<Chunk>>,
+    cache: Cache<ChunkKey, Arc<Resident>>,
     capacity: u64,
     /// Read local files into memory (up to this size each) instead of pointing at them.
     load_files_up_to: Option<u64>,
@@ -42,10 +72,7 @@ impl MemoryStore {
     pub fn new(capacity: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(|_k, v: &Arc<Chunk>| match &v.data {
-                ChunkData::Bytes(b) => u32::try_from(b.len()).unwrap_or(u32::MAX),
-                ChunkData::File(_) => FILE_ENTRY_WEIGHT,
-            })
+            .weigher(|_k, v: &Arc<Resident>| v.weight())
             .build();
         Self {
             cache,
@@ -61,6 +88,22 @@ impl MemoryStore {
             load_files_up_to: Some(capacity / MAX_ENTRY_SHARE),
             ..Self::new(capacity)
         }
+    }
+
+    /// Keeps a complete chunk with its decoded batches (for an interleaving merge).
+    pub async fn put_decoded(&self, chunk: &Chunk, batches: Batches) {
+        if chunk.meta.complete {
+            let resident = Resident {
+                chunk: chunk.clone(),
+                batches: Some(batches),
+            };
+            self.cache.insert(chunk.key.clone(), Arc::new(resident)).await;
+        }
+    }
+
+    /// The decoded batches of `key`, if they are resident.
+    pub async fn decoded(&self, key: &ChunkKey) -> Option<Batches> {
+        self.cache.get(key).await.and_then(|r| r.batches.clone())
     }
 
     /// Bytes currently held (after pending evictions are applied).
@@ -83,17 +126,17 @@ impl ChunkStore for MemoryStore {
     }
 
     async fn get(&self, key: &ChunkKey) -> Result<Option<Chunk>, StoreError> {
-        let Some(chunk) = self.cache.get(key).await else {
+        let Some(resident) = self.cache.get(key).await else {
             return Ok(None);
         };
-        if let ChunkData::File(p) = &chunk.data
+        if let ChunkData::File(p) = &resident.chunk.data
             && !p.exists()
         {
             // The local file was pruned by another process: forget it.
             self.cache.invalidate(key).await;
             return Ok(None);
         }
-        Ok(Some((*chunk).clone()))
+        Ok(Some(resident.chunk.clone()))
     }
 
     async fn put(&self, chunk: &Chunk) -> Result<(), StoreError> {
@@ -125,7 +168,8 @@ impl ChunkStore for MemoryStore {
                 _ => chunk.clone(),
             },
         };
-        self.cache.insert(chunk.key.clone(), Arc::new(chunk)).await;
+        let resident = Resident { chunk, batches: None };
+        self.cache.insert(resident.chunk.key.clone(), Arc::new(resident)).await;
         Ok(())
     }
 
@@ -152,9 +196,9 @@ impl ChunkStore for MemoryStore {
         let mut entries: Vec<Entry> = self
             .cache
             .iter()
-            .map(|(key, chunk)| Entry {
+            .map(|(key, resident)| Entry {
                 key: (*key).clone(),
-                bytes: chunk.meta.file_bytes,
+                bytes: resident.chunk.meta.file_bytes,
                 used: None,
             })
             .collect();

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 pub use chunk_lock::ChunkLock;
 pub use local::LocalStore;
 pub use lock::CacheLock;
-pub use memory::MemoryStore;
+pub use memory::{Batches, MemoryStore};
 pub use remote::{RemoteMode, RemoteOptions, RemoteStore, RemoteUrlError};
 pub use tiered::{ResolveError, Resolved, Tiered, TieredBuilder};
 pub use uploader::UploadStats;

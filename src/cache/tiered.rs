@@ -245,6 +245,14 @@ impl Tiered {
         self.tiers.upload(chunk).await;
     }
 
+    /// The decoded batches of `key`, if the memory tier holds them.
+    pub async fn decoded(&self, key: &ChunkKey) -> Option<super::Batches> {
+        match &self.tiers.memory {
+            Some(m) => m.decoded(key).await,
+            None => None,
+        }
+    }
+
     /// Waits for the queued uploads; call once, before exiting.
     pub async fn finish(&self) -> UploadStats {
         let uploader = self.tiers.uploader.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -300,7 +308,10 @@ impl Tiers {
             data: ChunkData::File(path.into()),
         };
         if chunk.meta.complete {
-            self.remember(&chunk).await;
+            match (&self.memory, fetched.decoded) {
+                (Some(m), Some(batches)) => m.put_decoded(&chunk, batches).await,
+                _ => self.remember(&chunk).await,
+            }
             self.upload(&chunk).await;
         } else {
             warn!("{key}: Tardis has not finished exporting this day; it is used now but not cached as complete");

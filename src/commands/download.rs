@@ -76,6 +76,7 @@ fn fetcher(
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        keep_decoded: settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0,
         exported_until: publication.exported_until,
     };
     let fetcher =
@@ -138,7 +139,16 @@ pub(super) async fn run(
         if let Some(f) = &fetcher {
             f.shutdown_decoders().await;
         }
-        let written = write_outputs(settings, &plan, &results, &publication, reporter.as_ref(), &cancel).await;
+        let written = write_outputs(
+            settings,
+            &tiered,
+            &plan,
+            &results,
+            &publication,
+            reporter.as_ref(),
+            &cancel,
+        )
+        .await;
         (written, tiered.finish().await)
     };
     reporter.finish();

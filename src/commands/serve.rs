@@ -58,6 +58,8 @@ pub(super) async fn run(settings: &ServeSettings) -> Result<(), ServeCommandErro
         decoders: settings.decoders,
         retry: settings.retry,
         spool_dir: local.spool_dir(),
+        // The memory tier keeps chunk files' bytes, never decoded batches.
+        keep_decoded: false,
         // Asked per exchange as chunks come (below): a server fetches any exchange, for weeks.
         exported_until: None,
     };

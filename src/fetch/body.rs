@@ -12,8 +12,12 @@ use tracing::debug;
 use super::job::write_chunk_file;
 use super::spool::{SpoolWriter, spool};
 use super::{FetchError, Fetched, Fetcher};
+use crate::cache::chunk_file::ChunkMeta;
 use crate::model::ChunkKey;
 use crate::tardis::{HttpError, redact_url};
+
+/// What the decode job hands back: the chunk file's metadata and, if asked, the batches.
+type Decoded = (ChunkMeta, Option<Vec<arrow_array::RecordBatch>>);
 
 impl Fetcher {
     /// Attempt `n` at fetching `key` into `dest`.
@@ -56,10 +60,11 @@ impl Fetcher {
         // Decode on a pool thread once one is free; meanwhile the body keeps spooling.
         let decoders = self.decoders.clone();
         let (job_key, job_dest) = (key.clone(), dest.to_path_buf());
+        let keep_decoded = self.keep_decoded;
         let decode = tokio::spawn(async move {
             let name = job_key.to_string();
             decoders
-                .run(move || write_chunk_file(&job_key, reader, &job_dest, complete))
+                .run(move || write_chunk_file(&job_key, reader, &job_dest, complete, keep_decoded))
                 .await
                 .unwrap_or_else(|e| Err(FetchError::local(format!("decoding {name}"), e)))
         });
@@ -79,12 +84,13 @@ impl Fetcher {
             }
             None => {
                 writer.finish();
-                let meta = decode
+                let (meta, decoded) = decode
                     .await
                     .map_err(|e| FetchError::local(format!("decoding {key}"), e))??;
                 Ok(Fetched {
                     meta,
                     body_bytes: received,
+                    decoded: decoded.map(Into::into),
                 })
             }
         }
@@ -99,7 +105,7 @@ impl Fetcher {
         spool_path: &Path,
         url: &str,
         expected: Option<u64>,
-        decode: &tokio::task::JoinHandle<Result<crate::cache::chunk_file::ChunkMeta, FetchError>>,
+        decode: &tokio::task::JoinHandle<Result<Decoded, FetchError>>,
     ) -> (SpoolWriter, Option<FetchError>) {
         let mut stream = response.bytes_stream();
         let mut progress = self.stats.body(expected);

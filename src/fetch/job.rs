@@ -16,25 +16,34 @@ use crate::model::{ChunkKey, DataType, local_ts};
 use crate::parquet::atomic::AtomicFile;
 use crate::parquet::sealed::{SealedError, reopen_sealed_file};
 
-/// Decodes a body into the chunk file staged at `dest`. Blocking.
+/// Decodes a body into the chunk file staged at `dest`. Blocking. With `keep_decoded`, the
+/// decoded batches are returned too (for a merge that would otherwise read them back).
 pub(super) fn write_chunk_file(
     key: &ChunkKey,
     body: impl Read,
     dest: &Path,
     complete: bool,
-) -> Result<ChunkMeta, FetchError> {
+    keep_decoded: bool,
+) -> Result<(ChunkMeta, Option<Vec<RecordBatch>>), FetchError> {
     let file = reopen_sealed_file(dest).map_err(|e| FetchError::local(format!("opening {}", dest.display()), e))?;
     let mut writer = ChunkFileWriter::new(file, key.data_type).map_err(file_err(dest))?;
-    decode_gzip_csv(key.data_type, &key.url_path(), body, |batch| writer.write(&batch))?;
+    let mut kept = Vec::new();
+    decode_gzip_csv(key.data_type, &key.url_path(), body, |batch| {
+        writer.write(&batch)?;
+        if keep_decoded {
+            kept.push(batch);
+        }
+        Ok::<_, SealedError>(())
+    })?;
     let sorted = writer.stats().sorted;
     let meta = seal(writer, key, dest, complete)?;
     if sorted {
-        return Ok(meta);
+        return Ok((meta, keep_decoded.then_some(kept)));
     }
     warn!("{key}: rows are not ordered by local_timestamp; sorting them");
     let meta = rewrite_sorted(key, dest, complete)?;
     info!("{key}: sorted {} rows by local_timestamp", meta.rows);
-    Ok(meta)
+    Ok((meta, None))
 }
 
 /// Rewrites the chunk file at `dest` with its rows sorted. Holds the whole day in memory, so it

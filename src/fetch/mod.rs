@@ -32,6 +32,7 @@ use self::admission::Admission;
 use self::exported::ExportedUntil;
 use self::pool::Pool;
 use self::probe::Probes;
+use crate::cache::Batches;
 use crate::cache::chunk_file::ChunkMeta;
 use crate::model::ChunkKey;
 use crate::tardis::TardisClient;
@@ -110,6 +111,8 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// Where spool files go (same file system as the cache).
     pub spool_dir: PathBuf,
+    /// Hand back the decoded batches of each fetched chunk (for `--order time`).
+    pub keep_decoded: bool,
     /// `datasets.exportedUntil` of the exchange, when known: later days are fetched but
     /// marked incomplete.
     pub exported_until: Option<jiff::Timestamp>,
@@ -122,6 +125,8 @@ pub struct Fetched {
     pub meta: ChunkMeta,
     /// Compressed bytes of the final, successful body.
     pub body_bytes: u64,
+    /// The decoded batches, when the fetcher keeps them (see [`FetchConfig::keep_decoded`]).
+    pub decoded: Option<Batches>,
 }
 
 /// Fetches chunks from Tardis. Shared by all chunk tasks of a run.
@@ -134,6 +139,7 @@ pub struct Fetcher {
     decoders: Arc<Pool>,
     retry: RetryPolicy,
     spool_dir: PathBuf,
+    keep_decoded: bool,
     stats: Arc<FetchStats>,
     spool_seq: AtomicU64,
 }
@@ -160,6 +166,7 @@ impl Fetcher {
             decoders: Arc::new(Pool::new("decode", config.decoders.max(1))?),
             retry: config.retry,
             spool_dir: config.spool_dir,
+            keep_decoded: config.keep_decoded,
             stats,
             spool_seq: AtomicU64::new(0),
         })

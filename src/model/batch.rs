@@ -40,6 +40,31 @@ impl Default for BatchStats {
 }
 
 impl BatchStats {
+    /// The statistics of `rows` rows whose `local_timestamp` spans `[min_ts, max_ts]`.
+    pub fn of(rows: u64, min_ts: Option<i64>, max_ts: Option<i64>) -> Self {
+        Self {
+            rows,
+            min_ts,
+            max_ts,
+            last_ts: max_ts,
+            sorted: true,
+        }
+    }
+
+    /// Adds the rows another stream saw, as if they followed (order is not tracked across).
+    pub fn absorb(&mut self, other: &BatchStats) {
+        self.rows += other.rows;
+        self.min_ts = match (self.min_ts, other.min_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_ts = match (self.max_ts, other.max_ts) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = other.last_ts.or(self.last_ts);
+    }
+
     /// Adds a batch's rows.
     pub fn observe(&mut self, batch: &RecordBatch) {
         self.rows += batch.num_rows() as u64;

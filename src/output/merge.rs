@@ -11,9 +11,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use arrow_array::{RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::ArrowError;
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 
+use crate::cache::Batches;
 use crate::cache::chunk_file::{ChunkData, ChunkMeta};
 use crate::model::{DataType, local_ts};
 use crate::parquet::sealed::SealedError;
@@ -30,13 +31,30 @@ pub struct MergeInput {
     pub data: ChunkData,
     /// Its metadata (row count and first timestamp decide when it is opened).
     pub meta: ChunkMeta,
+    /// Its decoded batches, when the memory tier holds them (then the file is not read).
+    pub decoded: Option<Batches>,
 }
+
+impl MergeInput {
+    /// An input read from the chunk's file or bytes.
+    pub fn of(chunk: &crate::cache::Chunk) -> Self {
+        Self {
+            name: chunk.key.to_string(),
+            data: chunk.data.clone(),
+            meta: chunk.meta.clone(),
+            decoded: None,
+        }
+    }
+}
+
+/// Batches of one input, read from its file or from memory.
+type Reader = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
 enum Slot {
     Pending(MergeInput),
     Open {
         name: String,
-        reader: ParquetRecordBatchReader,
+        reader: Reader,
         batch: RecordBatch,
         /// Identifies `batch` for the output's gather (unique over the merge).
         seq: u64,
@@ -137,7 +155,10 @@ fn open<E>(
     range: Option<(i64, i64)>,
     next_seq: &mut u64,
 ) -> Result<Option<Slot>, MergeError<E>> {
-    let mut reader = input.data.reader(batch_rows).map_err(MergeError::Chunk)?;
+    let mut reader: Reader = match input.decoded {
+        Some(batches) => Box::new((0..batches.len()).map(move |i| Ok(batches[i].clone()))),
+        None => Box::new(input.data.reader(batch_rows).map_err(MergeError::Chunk)?),
+    };
     let Some(batch) = next_batch(&mut reader, &input.name, schema, range)? else {
         return Ok(None);
     };
@@ -177,7 +198,7 @@ fn first_ts(batch: &RecordBatch) -> i64 {
 /// The next non-empty batch of a chunk, cut to `range`; `None` when the chunk is exhausted
 /// (or its rows are past the range's end).
 fn next_batch<E>(
-    reader: &mut ParquetRecordBatchReader,
+    reader: &mut Reader,
     name: &str,
     schema: &SchemaRef,
     range: Option<(i64, i64)>,
@@ -302,6 +323,7 @@ mod tests {
             name: key.to_string(),
             data: ChunkData::Bytes(Bytes::from(bytes.into_inner())),
             meta,
+            decoded: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! One merged Parquet file per data type, its rows interleaved by `local_timestamp`.
+//! One merged Parquet file per data type: symbol-major, assembled from the chunks' column
+//! chunks ([`super::concat`]), or interleaved by `local_timestamp` with `--order time`.
 //!
 //! A merged file records its request ([`target::keys::REQUEST`]) and a fingerprint of its
 //! inputs (each chunk's checksum, the range, the version); when the file on disk verifies and
@@ -11,13 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use twox_hash::XxHash3_64;
 
-use super::merge::{MergeInput, merge};
+use std::io::{Read, Seek, Write};
+
+use super::concat::concat;
+use super::merge::{MergeError, MergeInput, merge};
 use super::target::{self, Holder, OUTPUT_FORMAT, merged_holder};
-use super::{OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
+use super::{Order, OutputContext, OutputError, OutputResult, OutputStatus, cancelled};
 use crate::cache::Chunk;
 use crate::parquet::atomic::AtomicFile;
 use crate::parquet::encodings::output_properties;
-use crate::parquet::sealed::{SealedWriter, keys, verify_sealed_file};
+use crate::parquet::sealed::{SealedError, SealedWriter, keys, verify_sealed_file};
 
 /// Key of the inputs fingerprint in a merged output's footer.
 const META_INPUTS: &str = "tickvault.inputs";
@@ -25,10 +29,11 @@ const META_INPUTS: &str = "tickvault.inputs";
 /// The fingerprint of a merged output's inputs.
 fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
     let mut text = format!(
-        "{OUTPUT_FORMAT}|{}|{}|{}\n",
+        "{OUTPUT_FORMAT}|{}|{}|{}|{}\n",
         crate::VERSION,
         ctx.data_type,
-        ctx.range_label
+        ctx.range_label,
+        ctx.order
     );
     text.push_str(&ctx.identity);
     text.push('\n');
@@ -61,6 +66,7 @@ fn up_to_date(ctx: &OutputContext, path: &Path, fp: &str) -> Option<OutputResult
                 rows: footer.num_rows,
                 bytes: footer.file_bytes,
                 status: OutputStatus::UpToDate,
+                chunks_from_memory: 0,
                 complete: footer.get(target::keys::COMPLETE) != Some("false"),
                 exported_until: footer.get(target::keys::EXPORTED_UNTIL).map(str::to_string),
             })
@@ -76,7 +82,29 @@ fn up_to_date(ctx: &OutputContext, path: &Path, fp: &str) -> Option<OutputResult
     }
 }
 
-/// Writes (or confirms) one merged file from `chunks`, given in tie-break order.
+/// Merges `chunks` (given in tie-break order: day, then symbol as requested) by
+/// `local_timestamp`, decoding them and encoding the rows again.
+fn interleave<W: Write + Read + Seek + Send>(
+    ctx: &OutputContext,
+    writer: &mut SealedWriter<W>,
+    chunks: &[Chunk],
+    cancel: &CancellationToken,
+) -> Result<u64, MergeError<SealedError>> {
+    let inputs = chunks
+        .iter()
+        .map(|c| MergeInput {
+            decoded: ctx.resident.get(&c.key).cloned(),
+            ..MergeInput::of(c)
+        })
+        .collect();
+    merge(ctx.data_type, inputs, ctx.range, ctx.data_type.batch_rows(), |b| {
+        cancelled(cancel)?;
+        writer.write(&b)
+    })
+}
+
+/// Writes (or confirms) one merged file from `chunks`, given in tie-break order (day, then
+/// symbol as requested), in `ctx.order`.
 ///
 /// # Errors
 /// See [`OutputError`].
@@ -103,18 +131,10 @@ pub(crate) fn write_merged(
     let write_err = OutputError::write(path);
     let props = output_properties(ctx.data_type);
     let mut writer = SealedWriter::new(file, ctx.data_type.schema(), props, encode_threads()).map_err(&write_err)?;
-    let inputs = chunks
-        .iter()
-        .map(|c| MergeInput {
-            name: c.key.to_string(),
-            data: c.data.clone(),
-            meta: c.meta.clone(),
-        })
-        .collect();
-    let rows = merge(ctx.data_type, inputs, ctx.range, ctx.data_type.batch_rows(), |b| {
-        cancelled(cancel)?;
-        writer.write(&b)
-    })
+    let rows = match ctx.order {
+        Order::Symbol => concat(ctx, &mut writer, chunks, cancel),
+        Order::Time => interleave(ctx, &mut writer, chunks, cancel),
+    }
     .map_err(OutputError::merge(path))?;
     let complete = complete(chunks);
     let mut kv = vec![
@@ -141,6 +161,10 @@ pub(crate) fn write_merged(
         rows,
         bytes: sealed.file_bytes,
         status: OutputStatus::Written,
+        chunks_from_memory: match ctx.order {
+            Order::Symbol => 0,
+            Order::Time => chunks.iter().filter(|c| ctx.resident.contains_key(&c.key)).count() as u64,
+        },
         complete,
         exported_until,
     })

@@ -6,6 +6,7 @@
 //! Files are written atomically ([`crate::parquet::atomic`]), so a reader never sees a partial
 //! file and an interrupted run leaves the previous output intact.
 
+mod concat;
 pub mod lock;
 pub mod merge;
 mod merged;
@@ -46,6 +47,8 @@ pub struct OutputResult {
     pub bytes: u64,
     /// Whether it was written or already up to date.
     pub status: OutputStatus,
+    /// Chunks whose rows were read decoded from the memory tier rather than from their files.
+    pub chunks_from_memory: u64,
     /// `false` when some of its days were not final (written with `--allow-incomplete`).
     pub complete: bool,
     /// For an incomplete output, `datasets.exportedUntil` of the exchange when it was
@@ -115,17 +118,55 @@ impl OutputError {
     }
 }
 
+/// The row order of a merged output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Symbols in the order given, each symbol's days in order, rows within a day in file
+    /// (`local_timestamp`) order: the chunks' column chunks copied without re-encoding.
+    #[default]
+    Symbol,
+    /// Every symbol's rows interleaved by `local_timestamp` (ties: day, then symbol as given,
+    /// then file order), for replay: decoded and encoded again.
+    Time,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "symbol" => Ok(Order::Symbol),
+            "time" => Ok(Order::Time),
+            other => Err(format!("invalid --order '{other}' (expected symbol or time)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Order {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Order::Symbol => "symbol",
+            Order::Time => "time",
+        })
+    }
+}
+
 /// Describes the run in the output's metadata (no key, no credentials).
 #[derive(Debug, Clone)]
 pub struct OutputContext {
     /// The data type written.
     pub data_type: DataType,
+    /// The row order of a merged output.
+    pub order: Order,
     /// e.g. `https://datasets.tardis.dev/v1 exchange=deribit symbols=BTC-PERPETUAL from=… to=…`
     pub source: String,
     /// `[from, to)` in µs when rows must be cut (a range not on whole days).
     pub range: Option<(i64, i64)>,
     /// Label of the range for the fingerprint.
     pub range_label: String,
+    /// Decoded batches of chunks the memory tier holds (read instead of their files by an
+    /// interleaving merge).
+    pub resident: std::collections::HashMap<crate::model::ChunkKey, crate::cache::Batches>,
     /// The request, as a merged output records it ([`target::request_identity`]).
     pub identity: String,
     /// The request's symbols, sorted.

@@ -34,6 +34,7 @@ pub(crate) fn write_partitioned(
         rows: 0,
         bytes: 0,
         status: OutputStatus::UpToDate,
+        chunks_from_memory: 0,
         complete: super::merged::complete(chunks),
         exported_until: (!super::merged::complete(chunks))
             .then(|| ctx.exported_until_text())
@@ -93,11 +94,7 @@ fn rewrite_partition(
     let file = tmp.handle().map_err(OutputError::io("opening", tmp.path()))?;
     let write_err = OutputError::write(dest);
     let mut writer = ChunkFileWriter::new(file, ctx.data_type).map_err(&write_err)?;
-    let input = MergeInput {
-        name: chunk.key.to_string(),
-        data: chunk.data.clone(),
-        meta: chunk.meta.clone(),
-    };
+    let input = MergeInput::of(chunk);
     merge(ctx.data_type, vec![input], range, ctx.data_type.batch_rows(), |b| {
         cancelled(cancel)?;
         writer.write(&b)

@@ -13,10 +13,12 @@ use crate::model::{ColumnKind, DataType};
 /// and 15% faster to encode than dictionaries everywhere; prices, amounts and the few distinct
 /// strings keep their dictionaries.
 ///
-/// String columns carry no min/max statistics: `exchange` is constant, and `symbol`, `side`,
-/// `type`, `underlying_index` and `id` interleave within every page of a time-ordered file, so
-/// their bounds prune nothing, while computing them (a byte comparison per value) was 12% of the
-/// CPU of writing a merged trades file. Timestamps and numbers keep theirs.
+/// Most string columns carry no min/max statistics: `side`, `type`, `underlying_index` and `id`
+/// interleave within every page, so their bounds prune nothing, while computing them (a byte
+/// comparison per value) was 12% of the CPU of writing a merged trades file. `exchange` and
+/// `symbol` keep column-chunk statistics: each row group of a chunk (and of a symbol-major
+/// output, assembled from chunks) holds one symbol, so readers prune by symbol. Timestamps and
+/// numbers keep their page statistics.
 fn with_column_encodings(mut builder: WriterPropertiesBuilder, data_type: DataType) -> WriterPropertiesBuilder {
     // Every column writer buffers up to a dictionary page and a data page; with 104 columns
     // (book_snapshot_25) the default 1 MiB each is hundreds of MB per open file.
@@ -36,26 +38,26 @@ fn with_column_encodings(mut builder: WriterPropertiesBuilder, data_type: DataTy
                 .set_column_encoding(path(), Encoding::DELTA_BYTE_ARRAY);
         }
         if col.kind == ColumnKind::Utf8 {
-            builder = builder.set_column_statistics_enabled(path(), EnabledStatistics::None);
+            let constant_per_chunk = col.name == "exchange" || col.name == "symbol";
+            let stats = if constant_per_chunk {
+                EnabledStatistics::Chunk
+            } else {
+                EnabledStatistics::None
+            };
+            builder = builder.set_column_statistics_enabled(path(), stats);
         }
     }
     builder
 }
 
-/// Writer properties for cache chunk files: zstd(1) (fast; the cache is rewritten into outputs
-/// anyway), column-chunk statistics, row groups sized per data type. (The merge reads whole
-/// files, so no page index.)
+/// Writer properties of cache chunk files: the outputs', because a merged output is assembled
+/// from the chunks' column chunks without re-encoding them (decode once, encode once).
 pub fn chunk_properties(data_type: DataType) -> WriterProperties {
-    let builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_offset_index_disabled(true)
-        .set_max_row_group_row_count(Some(data_type.row_group_rows()));
-    with_column_encodings(builder, data_type).build()
+    output_properties(data_type)
 }
 
-/// Writer properties of merged outputs: zstd at the data type's output level for size, page
-/// statistics and indexes for readers' pruning, the same column encodings as chunks.
+/// Writer properties of outputs: zstd at the data type's output level for size, page
+/// statistics and indexes for readers' pruning, the measured column encodings.
 pub fn output_properties(data_type: DataType) -> WriterProperties {
     let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(

@@ -16,6 +16,7 @@ use arrow_schema::ArrowError;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use twox_hash::XxHash3_64;
 
 use super::writer::ParallelWriter;
@@ -141,6 +142,30 @@ impl<W: Write + Read + Seek + Send> SealedWriter<W> {
         self.stats.observe(batch);
         self.writer.write(batch)?;
         Ok(())
+    }
+
+    /// Appends every row group of `source` (another Parquet file of this schema, described by
+    /// `metadata`) without decoding it; `stats` describes its rows.
+    ///
+    /// # Errors
+    /// A schema mismatch, or an I/O error.
+    pub fn append_row_groups<R: ChunkReader>(
+        &mut self,
+        source: &R,
+        metadata: &ParquetMetaData,
+        stats: &BatchStats,
+    ) -> Result<(), SealedError> {
+        self.writer.append_row_groups(source, metadata)?;
+        self.stats.absorb(stats);
+        Ok(())
+    }
+
+    /// Closes the row group being encoded, if any (the next rows start a new one).
+    ///
+    /// # Errors
+    /// An encoding or I/O error.
+    pub fn flush(&mut self) -> Result<(), SealedError> {
+        Ok(self.writer.flush()?)
     }
 
     /// Statistics of the rows written so far (count, order, bounds).

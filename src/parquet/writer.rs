@@ -19,9 +19,11 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType as ArrowType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use parquet::file::writer::SerializedFileWriter;
 
 /// Batches queued per worker before the producer waits.
@@ -242,6 +244,34 @@ impl<W: Write + Send> ParallelWriter<W> {
         rg.close()?;
         self.rows_in_group = 0;
         self.row_groups += 1;
+        Ok(())
+    }
+
+    /// Appends every row group of another Parquet file of the same schema, copying its encoded
+    /// column chunks (and their page indexes) without decoding them. An open row group is closed
+    /// first, so copied row groups never mix with encoded rows.
+    ///
+    /// # Errors
+    /// A schema mismatch, or an I/O error reading `source` or writing.
+    pub fn append_row_groups<R: ChunkReader>(&mut self, source: &R, metadata: &ParquetMetaData) -> Result<()> {
+        self.flush()?;
+        let page_index = metadata.page_index();
+        for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
+            let mut out = self.file.next_row_group()?;
+            for (col_idx, column) in rg.columns().iter().enumerate() {
+                let close = ColumnCloseResult {
+                    bytes_written: column.compressed_size() as u64,
+                    rows_written: rg.num_rows() as u64,
+                    metadata: column.clone(),
+                    bloom_filter: None,
+                    column_index: page_index.and_then(|pi| pi.column_index(rg_idx, col_idx)).cloned(),
+                    offset_index: page_index.and_then(|pi| pi.offset_index(rg_idx, col_idx)).cloned(),
+                };
+                out.append_column(source, close)?;
+            }
+            out.close()?;
+            self.row_groups += 1;
+        }
         Ok(())
     }
 

@@ -18,12 +18,12 @@ use super::plan::Plan;
 use super::publication::Publication;
 use super::report::Reporter;
 use super::summary::{ChunkCounts, Failure};
-use crate::cache::{Chunk, ResolveError, Resolved, Tier, Tiered};
+use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
 use crate::fetch::Fetcher;
 use crate::model::{ChunkKey, DataType, TimeRange};
 use crate::output::lock::OutputLock;
 use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
-use crate::output::{OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
+use crate::output::{Order, OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
 
@@ -181,6 +181,7 @@ pub(crate) struct Written {
 /// partitioned table gets the other days.
 pub(crate) async fn write_outputs(
     settings: &DownloadSettings,
+    tiered: &Tiered,
     plan: &Plan,
     results: &Results,
     publication: &Publication,
@@ -226,8 +227,9 @@ pub(crate) async fn write_outputs(
             });
             continue;
         };
+        let resident = resident(settings, tiered, &chunks).await;
         let started = Instant::now();
-        match write_output(settings, *data_type, chunks, publication, reporter, cancel).await {
+        match write_output(settings, *data_type, chunks, publication, resident, reporter, cancel).await {
             Ok(o) => {
                 let seconds = started.elapsed().as_secs_f64();
                 info!(
@@ -262,6 +264,21 @@ pub(crate) async fn write_outputs(
     w
 }
 
+/// The decoded batches the memory tier holds for `chunks`, when the output interleaves them
+/// by time (a symbol-major output copies encoded column chunks and needs none).
+async fn resident(settings: &DownloadSettings, tiered: &Tiered, chunks: &[Chunk]) -> HashMap<ChunkKey, Batches> {
+    let mut resident = HashMap::new();
+    let interleaved = settings.order == Order::Time && !matches!(settings.output, OutputSpec::Partitioned(_));
+    if interleaved {
+        for c in chunks {
+            if let Some(b) = tiered.decoded(&c.key).await {
+                resident.insert(c.key.clone(), b);
+            }
+        }
+    }
+    resident
+}
+
 /// Where the output of `data_type` goes (the merged file, or the partitioned table's root)
 /// and the directory whose lock guards it.
 pub(crate) fn output_target(settings: &DownloadSettings, data_type: DataType) -> (PathBuf, PathBuf) {
@@ -278,11 +295,17 @@ pub(crate) fn output_target(settings: &DownloadSettings, data_type: DataType) ->
 }
 
 /// The context of one data type's output.
-fn context(settings: &DownloadSettings, data_type: DataType, publication: &Publication) -> OutputContext {
+fn context(
+    settings: &DownloadSettings,
+    data_type: DataType,
+    publication: &Publication,
+    resident: HashMap<ChunkKey, Batches>,
+) -> OutputContext {
     let request = &settings.request;
     let range = &request.range;
     OutputContext {
         data_type,
+        order: settings.order,
         source: format!(
             "{} exchange={} data_type={} symbols={} from={} to={}",
             redact_url(&settings.datasets_url),
@@ -298,6 +321,7 @@ fn context(settings: &DownloadSettings, data_type: DataType, publication: &Publi
         symbols: sorted_symbols(request),
         exported_until: publication.exported_until,
         overwrite: settings.overwrite,
+        resident,
     }
 }
 
@@ -307,10 +331,11 @@ async fn write_output(
     data_type: DataType,
     chunks: Vec<Chunk>,
     publication: &Publication,
+    resident: HashMap<ChunkKey, Batches>,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> Result<OutputResult, OutputError> {
-    let ctx = context(settings, data_type, publication);
+    let ctx = context(settings, data_type, publication, resident);
     let (target, lock_dir) = output_target(settings, data_type);
     reporter.writing(&target.display().to_string());
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));

@@ -20,6 +20,7 @@ use url::Url;
 use crate::cache::{RemoteMode, RemoteOptions, RemoteStore};
 use crate::fetch::RetryPolicy;
 use crate::model::{DataType, TimeRange, normalize_symbol, parse_instant_at, valid_exchange};
+use crate::output::Order;
 use crate::run::plan::Request;
 use crate::tardis::Secret;
 use options::Options;
@@ -63,6 +64,8 @@ pub struct DownloadSettings {
     pub request: Request,
     /// Where the output goes.
     pub output: OutputSpec,
+    /// Row order of merged outputs.
+    pub order: Order,
     /// The cache tiers.
     pub cache: CacheSettings,
     /// Never contact Tardis.
@@ -136,6 +139,7 @@ impl DownloadSettings {
         Ok(Self {
             request,
             output,
+            order: defaulted(&o.order).parse().map_err(usage)?,
             cache,
             offline: defaulted(&o.offline),
             refresh: defaulted(&o.refresh),

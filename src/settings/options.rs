@@ -71,6 +71,9 @@ options! {
     /// Write DIR/{data_type}/exchange=E/date=YYYY-MM-DD/SYMBOL.parquet (one table per data type)
     /// instead of merged files.
     partitioned: bool { heading: WRITE, default: Some("false") }
+    /// Row order of a merged file: symbol (symbols as given, days in order; copied from the cache
+    /// without re-encoding) or time (all symbols interleaved by local_timestamp; re-encoded).
+    order: String { value_name: "symbol|time", heading: WRITE, default: Some("symbol") }
     /// Replace an output that holds the data of another request (else exit 2).
     overwrite: bool { heading: WRITE, default: Some("false") }
 

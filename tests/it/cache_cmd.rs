@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::support::{Env, csv_rows, date, merged, read_parquet};
+use crate::support::{Env, csv_rows, date, read_parquet, symbol_major};
 
 fn serve(env: &Env, days: &[&str], rows: usize) -> Vec<String> {
     let mut csvs = Vec::new();
@@ -234,8 +234,8 @@ async fn two_processes_sharing_a_cache_directory_never_corrupt_it() {
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
     let (_, rows1) = read_parquet(&out1.join("binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-04.parquet"));
     let (_, rows2) = read_parquet(&out2.join("binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-02_2024-03-05.parquet"));
-    assert!(rows1 == merged(&refs[..6]));
-    assert!(rows2 == merged(&refs[2..]));
+    assert!(rows1 == symbol_major(&refs[..6], 2));
+    assert!(rows2 == symbol_major(&refs[2..], 2));
     let verify = env.tickvault(&["cache", "verify", "--json"]).await;
     verify.ok();
     assert_eq!(verify.json()["ok"], 8);

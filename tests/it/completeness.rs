@@ -9,7 +9,7 @@ use std::time::Duration;
 use fake_tardis::SymbolMeta;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::support::{Env, date, merged, read_parquet};
+use crate::support::{Env, date, read_parquet, symbol_major};
 
 const DAYS: [&str; 3] = ["2024-03-01", "2024-03-02", "2024-03-03"];
 const MERGED: &str = "binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-04.parquet";
@@ -140,7 +140,7 @@ async fn allow_incomplete_writes_and_marks_the_output_until_the_days_are_exporte
     assert_eq!(meta["tickvault.complete"], "false");
     assert_eq!(meta["tickvault.exported_until"], "2024-03-02T00:00:00Z");
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
-    assert!(read_parquet(&out).1 == merged(&refs));
+    assert!(read_parquet(&out).1 == symbol_major(&refs, 2));
 
     // Once Tardis has exported them, a plain run fetches the unfinished days again and marks
     // the output complete.
@@ -180,7 +180,7 @@ async fn wait_polls_the_metadata_until_the_days_are_exported() {
         .count();
     assert!((2..=5).contains(&polls), "{polls} metadata requests");
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
-    assert!(read_parquet(&env.out.join(MERGED)).1 == merged(&refs));
+    assert!(read_parquet(&env.out.join(MERGED)).1 == symbol_major(&refs, 2));
 
     // A wait that runs out: exit 3 as without it (another exchange, nothing cached).
     env.tardis.add_symbol(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tickvault::model::DataType;
 
-use crate::support::{Env, csv_rows, date, merged, read_parquet};
+use crate::support::{Env, csv_rows, date, merged, parquet_metadata, read_parquet, symbol_major};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -182,7 +182,7 @@ const RANGE: [&str; 8] = [
 ];
 
 #[tokio::test(flavor = "multi_thread")]
-async fn symbols_and_days_merge_by_local_timestamp() {
+async fn symbols_and_days_merge_symbol_by_symbol() {
     let env = Env::new().await;
     let csvs = serve_range(&env, 20_000);
     let mut args = RANGE.to_vec();
@@ -198,13 +198,80 @@ async fn symbols_and_days_merge_by_local_timestamp() {
     let (_, rows) = read_parquet(&out);
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
     assert!(
-        rows == merged(&refs),
-        "merged rows differ from the CSVs sorted by local_timestamp"
+        rows == symbol_major(&refs, 2),
+        "merged rows differ from the CSVs, symbol by symbol, day by day"
     );
     // The order of requests: the last and the first day of each symbol before the middle day.
     let paths: Vec<String> = env.tardis.dataset_requests().iter().map(|r| r.path.clone()).collect();
     let middle = paths.iter().position(|p| p.contains("/2024/03/02/")).unwrap();
     assert!(middle >= 4, "probes first: {paths:?}");
+    // Each symbol-day is its own row groups, so readers prune by symbol and time.
+    let meta = parquet_metadata(&out);
+    let mut groups: Vec<(String, i64, i64)> = Vec::new();
+    for rg in meta.row_groups() {
+        let symbol = rg
+            .column(1)
+            .statistics()
+            .and_then(|s| s.min_bytes_opt())
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        let ts = rg.column(3).statistics().unwrap();
+        let bound = |b: Option<&[u8]>| i64::from_le_bytes(b.unwrap().try_into().unwrap());
+        groups.push((
+            symbol.unwrap_or_default(),
+            bound(ts.min_bytes_opt()),
+            bound(ts.max_bytes_opt()),
+        ));
+    }
+    assert!(groups.len() >= 6, "at least one row group per symbol-day: {groups:?}");
+    assert_eq!(
+        groups.first().unwrap().0,
+        "BTCUSDT",
+        "symbols in request order: {groups:?}"
+    );
+    assert_eq!(groups.last().unwrap().0, "ETHUSDT", "{groups:?}");
+    assert!(
+        groups
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && (w[0].0 != w[1].0 || w[0].2 <= w[1].1)),
+        "one symbol per row group, its days in order: {groups:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn order_time_interleaves_symbols_by_local_timestamp() {
+    let env = Env::new().await;
+    let csvs = serve_range(&env, 20_000);
+    let mut args = RANGE.to_vec();
+    args.extend(["-o", env.out.to_str().unwrap(), "--order", "time", "--json"]);
+    let run = env.download(&args).await;
+    run.ok();
+    let fetched = run.json();
+    assert_eq!(
+        fetched["outputs"][0]["chunks_from_memory"], 6,
+        "the merge read what this run fetched from the memory tier, not from the files"
+    );
+    let out = env.out.join(MERGED);
+    let (_, rows) = read_parquet(&out);
+    let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
+    assert!(
+        rows == merged(&refs),
+        "rows differ from the CSVs sorted by local_timestamp"
+    );
+    // From the local tier (a fresh output dir), the same rows, read from the files.
+    let other = env.dir.path().join("other");
+    let mut warm = RANGE.to_vec();
+    warm.extend(["-o", other.to_str().unwrap(), "--order", "time", "--json"]);
+    let run = env.download(&warm).await;
+    assert_eq!(run.json()["outputs"][0]["chunks_from_memory"], 0);
+    assert!(read_parquet(&other.join(MERGED)).1 == rows);
+    // Switching the order back rewrites the file; the same order again is a no-op.
+    let mut symbol = RANGE.to_vec();
+    symbol.extend(["-o", env.out.to_str().unwrap(), "--json"]);
+    let run = env.download(&symbol).await;
+    assert_eq!(run.json()["outputs"][0]["status"], "written");
+    assert!(read_parquet(&out).1 == symbol_major(&refs, 2));
+    let run = env.download(&symbol).await;
+    assert_eq!(run.json()["outputs"][0]["status"], "up_to_date");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,7 +336,7 @@ async fn a_corrupt_or_truncated_cache_entry_is_detected_and_fetched_again() {
     );
     let (_, rows) = read_parquet(&other.join(MERGED));
     let refs: Vec<&str> = csvs.iter().map(String::as_str).collect();
-    assert!(rows == merged(&refs));
+    assert!(rows == symbol_major(&refs, 2));
     // And the repaired entries verify again.
     env.download(&fresh).await.ok();
     assert_eq!(env.dataset_requests(), 8);
@@ -324,7 +391,7 @@ async fn a_range_inside_days_keeps_only_its_rows() {
     let lo = jiff::Timestamp::from_str_ok(from);
     let hi = jiff::Timestamp::from_str_ok(to);
     let refs: Vec<&str> = csvs[..4].iter().map(String::as_str).collect();
-    let expected: Vec<_> = merged(&refs)
+    let expected: Vec<_> = symbol_major(&refs, 2)
         .into_iter()
         .filter(|r| matches!(r[3], crate::support::Cell::Ts(t) if t >= lo && t < hi))
         .collect();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Env, KEY, date, merged, read_parquet};
+use crate::support::{Env, KEY, date, read_parquet, symbol_major};
 
 const DAYS: [&str; 5] = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"];
 const SYMBOLS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
@@ -64,7 +64,7 @@ async fn together(env: &Env, csvs: &[String], ranges: &[(usize, usize)]) -> (Vec
         assert_eq!(files.len(), 1, "{files:?}");
         let refs: Vec<&str> = csvs[from * 2..to * 2].iter().map(String::as_str).collect();
         assert!(
-            read_parquet(&files[0]).1 == merged(&refs),
+            read_parquet(&files[0]).1 == symbol_major(&refs, SYMBOLS.len()),
             "{}: rows",
             files[0].display()
         );

@@ -283,6 +283,7 @@ fn fetcher(env: &Env, spool: &std::path::Path) -> Arc<Fetcher> {
         decoders: 2,
         retry: RetryPolicy::default(),
         spool_dir: spool.to_path_buf(),
+        keep_decoded: false,
         exported_until: Some(jiff::Timestamp::now()),
     };
     Arc::new(Fetcher::new(client, config, Arc::new(FetchStats::default())).unwrap())

@@ -237,6 +237,12 @@ pub fn read_parquet(path: &Path) -> (arrow_schema::SchemaRef, Vec<Vec<Cell>>) {
     (schema, rows)
 }
 
+/// A Parquet file's footer metadata.
+pub fn parquet_metadata(path: &Path) -> std::sync::Arc<parquet::file::metadata::ParquetMetaData> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().metadata().clone()
+}
+
 pub fn batch_rows(b: &RecordBatch) -> Vec<Vec<Cell>> {
     let mut rows = vec![Vec::with_capacity(b.num_columns()); b.num_rows()];
     for col in b.columns() {
@@ -294,8 +300,21 @@ pub fn csv_rows(csv: &str) -> (Vec<String>, Vec<Vec<Cell>>) {
     (header, rows)
 }
 
-/// The expected output of several chunks merged: their rows stably sorted by local_timestamp,
-/// chunks taken in tie-break order (day, then symbol as given).
+/// The expected output of a symbol-major merge (the default `--order symbol`): for each symbol
+/// in request order, its days in order, each day's rows in `local_timestamp` order. `csvs` are
+/// given day by day, `symbols` per day in request order.
+pub fn symbol_major(csvs: &[&str], symbols: usize) -> Vec<Vec<Cell>> {
+    let mut all = Vec::new();
+    for s in 0..symbols {
+        for c in csvs.iter().skip(s).step_by(symbols) {
+            all.extend(csv_rows(c).1);
+        }
+    }
+    all
+}
+
+/// The expected output of several chunks merged with `--order time`: their rows stably sorted
+/// by local_timestamp, chunks taken in tie-break order (day, then symbol as given).
 pub fn merged(csvs: &[&str]) -> Vec<Vec<Cell>> {
     let mut all = Vec::new();
     for c in csvs {
