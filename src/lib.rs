@@ -7,7 +7,7 @@
 //! outputs merge the chunk files by `local_timestamp`. ARCHITECTURE.md walks a chunk through.
 //!
 //! Module map, in pipeline order:
-//! - [`commands`]: the dispatcher, `download` wiring, `exchanges`, `cache stats|verify|prune`,
+//! - [`commands`]: the dispatcher, `download` and `serve` wiring, `exchanges`, `cache stats|verify|prune`,
 //!   `config`, `completions`, `man`;
 //! - [`settings`]: every option declared once, layered (flags, env, job, file, defaults),
 //!   validated;
@@ -22,6 +22,7 @@
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
 //! - [`output`]: merged files and the partitioned dataset;
 //! - [`redact`]: the one layer that removes secrets from everything printed.
+//! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers.
 
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod output;
 pub mod parquet;
 pub mod redact;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod tardis;
 

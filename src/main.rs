@@ -11,7 +11,7 @@ use tickvault::run::exit::ExitCode;
 use tickvault::run::logging::{self, LogStyle, stderr_text};
 use tickvault::run::progress::{Display, Progress};
 use tickvault::settings::ToolSettings;
-use tickvault::settings::cli::{color_arg, parse, wants_json};
+use tickvault::settings::cli::{CommandKind, color_arg, parse, wants_json};
 use tracing::Level;
 
 /// jemalloc rather than glibc malloc: the decode, encode and runtime threads allocate and free
@@ -32,16 +32,22 @@ fn main() -> std::process::ExitCode {
         }
     };
     register_secrets(&invocation.options);
-    let tool = match ToolSettings::resolve(&invocation.options) {
+    let mut tool = match ToolSettings::resolve(&invocation.options) {
         Ok(t) => t,
         Err(e) => return print(failure(&e.0, ExitCode::Usage, wants_json(&args)), false, None),
     };
+    let serving = invocation.command == CommandKind::Serve;
+    if serving {
+        // A server logs a line per request by default (info), and has no progress to show.
+        tool.verbose = tool.verbose.saturating_add(1);
+    }
     let stderr_is_terminal = std::io::stderr().is_terminal();
-    let progress = Arc::new(Progress::new(Display::decide(
-        tool.progress,
-        tool.log_format,
-        stderr_is_terminal,
-    )));
+    let display = if serving {
+        Display::Off
+    } else {
+        Display::decide(tool.progress, tool.log_format, stderr_is_terminal)
+    };
+    let progress = Arc::new(Progress::new(display));
     let style = LogStyle::for_process(&tool);
     logging::init(&tool, style, progress.log_writer());
 

@@ -5,8 +5,10 @@
 //! the remote and the re-verification of the local file. For an output interleaved by time it
 //! also holds the decoded batches of chunks this run fetched ([`MemoryStore::put_decoded`]), so
 //! the merge does not read back and decode files it just wrote; every byte counts against the
-//! same bound. Request coalescing (one lookup per chunk however many callers ask at once)
-//! lives in [`super::Tiered`], around all tiers.
+//! same bound. A store made with [`MemoryStore::holding_files`] (`tickvault serve`) reads local
+//! files into memory instead of pointing at them, so hot chunk files are answered without
+//! touching the disk. Request coalescing (one lookup per chunk however many callers ask at
+//! once) lives in [`super::Tiered`], around all tiers.
 
 use std::sync::Arc;
 
@@ -20,6 +22,9 @@ use crate::model::ChunkKey;
 
 /// What an entry that only points at a local file weighs.
 const FILE_ENTRY_WEIGHT: u32 = 512;
+/// A store holding files keeps none larger than this share of its capacity, so one huge chunk
+/// never evicts every hot one.
+const MAX_ENTRY_SHARE: u64 = 8;
 
 /// Decoded batches of a chunk, in file order.
 pub type Batches = Arc<[RecordBatch]>;
@@ -52,6 +57,8 @@ impl Resident {
 pub struct MemoryStore {
     cache: Cache<ChunkKey, Arc<Resident>>,
     capacity: u64,
+    /// Read local files into memory (up to this size each) instead of pointing at them.
+    load_files_up_to: Option<u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -67,7 +74,20 @@ impl MemoryStore {
             .max_capacity(capacity)
             .weigher(|_k, v: &Arc<Resident>| v.weight())
             .build();
-        Self { cache, capacity }
+        Self {
+            cache,
+            capacity,
+            load_files_up_to: None,
+        }
+    }
+
+    /// A cache holding the bytes of chunk files: a local file put into it is read into memory
+    /// (if it is at most an eighth of `capacity`), so hits never touch the disk.
+    pub fn holding_files(capacity: u64) -> Self {
+        Self {
+            load_files_up_to: Some(capacity / MAX_ENTRY_SHARE),
+            ..Self::new(capacity)
+        }
     }
 
     /// Keeps a complete chunk with its decoded batches (for an interleaving merge).
@@ -123,15 +143,33 @@ impl ChunkStore for MemoryStore {
         if !chunk.meta.complete {
             return Ok(());
         }
-        if let ChunkData::Bytes(b) = &chunk.data {
-            // Bytes are checked as they come in, so what is served later is sound.
-            verify_bytes(b, Some(&chunk.key))?;
-        }
-        let resident = Resident {
-            chunk: chunk.clone(),
-            batches: None,
+        let chunk = match &chunk.data {
+            ChunkData::Bytes(b) => {
+                // Bytes are checked as they come in, so what is served later is sound.
+                verify_bytes(b, Some(&chunk.key))?;
+                chunk.clone()
+            }
+            data => match (self.load_files_up_to, data.path()) {
+                (Some(max), Some(p)) if chunk.meta.file_bytes <= max => {
+                    let bytes = tokio::fs::read(p)
+                        .await
+                        .map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+                    // The caller verified the file; a file renamed over it since is another
+                    // sound copy, and a different size means it changed: keep the pointer then.
+                    if bytes.len() as u64 == chunk.meta.file_bytes {
+                        Chunk {
+                            data: ChunkData::Bytes(bytes.into()),
+                            ..chunk.clone()
+                        }
+                    } else {
+                        chunk.clone()
+                    }
+                }
+                _ => chunk.clone(),
+            },
         };
-        self.cache.insert(chunk.key.clone(), Arc::new(resident)).await;
+        let resident = Resident { chunk, batches: None };
+        self.cache.insert(resident.chunk.key.clone(), Arc::new(resident)).await;
         Ok(())
     }
 

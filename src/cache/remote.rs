@@ -386,12 +386,22 @@ impl RemoteStore {
     /// # Errors
     /// The remote could not be asked or `dest` written.
     pub async fn get_into(&self, key: &ChunkKey, dest: &Path) -> Result<Option<ChunkMeta>, StoreError> {
+        Ok(self.get_into_any(key, dest).await?.filter(|meta| meta.complete))
+    }
+
+    /// As [`Self::get_into`], but also keeps a sound chunk of a day Tardis had not finished
+    /// exporting (`meta.complete == false`). Only an edge server (`tickvault serve`) hands
+    /// those out, marked as such in the chunk file's own metadata; the caller uses it without
+    /// caching it as complete.
+    ///
+    /// # Errors
+    /// The remote could not be asked, or `dest` could not be written.
+    pub async fn get_into_any(&self, key: &ChunkKey, dest: &Path) -> Result<Option<ChunkMeta>, StoreError> {
         if self.is_disabled() || !self.download(key, dest).await? {
             return Ok(None);
         }
         match self.verify(key, dest).await? {
-            Ok(meta) if meta.complete => Ok(Some(meta)),
-            Ok(_) => Ok(None),
+            Ok(meta) => Ok(Some(meta)),
             Err(why) => {
                 warn!(
                     "remote cache {}: entry {key} is corrupt ({why}); ignoring it",

@@ -5,7 +5,8 @@
 //! local tier and kept in memory; a fetch writes the local tier, then the chunk is uploaded to
 //! the remote in the background ([`super::uploader`]). Days Tardis has not finished exporting
 //! stay out of the memory and remote tiers and are marked incomplete locally, so they are
-//! fetched again next time.
+//! fetched again next time; the same holds for such a day served by an edge server
+//! (`tickvault serve` hands them out, marked incomplete in the chunk file itself).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +115,7 @@ impl TieredBuilder {
                 uploader: Mutex::new(uploader),
                 lookups: AtomicU64::new(0),
             }),
+            joins: AtomicU64::new(0),
             inflight: Arc::default(),
         })
     }
@@ -127,6 +129,8 @@ pub struct Tiered {
     /// `Tiered`), so an abandoned lookup is dropped with the map, releasing what it holds
     /// (its staged file): no reference cycle keeps it alive.
     inflight: Arc<Mutex<HashMap<ChunkKey, Flight>>>,
+    /// Resolves that joined a lookup already in flight.
+    joins: AtomicU64,
 }
 
 struct Tiers {
@@ -167,16 +171,30 @@ impl Tiered {
         self.tiers.lookups.load(Ordering::Relaxed)
     }
 
+    /// Resolves that joined a lookup already in flight instead of starting one.
+    pub fn joins(&self) -> u64 {
+        self.joins.load(Ordering::Relaxed)
+    }
+
     /// Resolves a chunk through the tiers, fetching it when no tier holds it. Concurrent calls
     /// for the same key share one lookup.
     ///
     /// # Errors
     /// [`ResolveError`]: offline miss, fetch failure, or a local store failure.
     pub async fn resolve(&self, key: &ChunkKey) -> Result<Resolved, Arc<ResolveError>> {
-        let flight = {
+        self.resolve_joined(key).await.0
+    }
+
+    /// [`Self::resolve`], also saying whether this call joined a lookup already in flight
+    /// (`true`) rather than running its own.
+    pub async fn resolve_joined(&self, key: &ChunkKey) -> (Result<Resolved, Arc<ResolveError>>, bool) {
+        let (flight, joined) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match inflight.get(key) {
-                Some(f) => f.clone(),
+                Some(f) => {
+                    self.joins.fetch_add(1, Ordering::Relaxed);
+                    (f.clone(), true)
+                }
                 None => {
                     let tiers = self.tiers.clone();
                     let map = Arc::downgrade(&self.inflight);
@@ -191,11 +209,40 @@ impl Tiered {
                     .boxed()
                     .shared();
                     inflight.insert(key.clone(), f.clone());
-                    f
+                    (f, false)
                 }
             }
         };
-        flight.await
+        (flight.await, joined)
+    }
+
+    /// What the memory or local tier holds for `key`, complete, without asking the remote or
+    /// fetching (to answer `HEAD`).
+    pub async fn peek(&self, key: &ChunkKey) -> Option<Resolved> {
+        let hit = |chunk, source| Resolved {
+            chunk,
+            source,
+            downloaded: 0,
+        };
+        if let Some(m) = &self.tiers.memory
+            && let Ok(Some(c)) = m.get(key).await
+        {
+            return Some(hit(c, Tier::Memory));
+        }
+        match self.tiers.local.get(key).await {
+            Ok(Some(c)) => Some(hit(c, Tier::Local)),
+            _ => None,
+        }
+    }
+
+    /// Takes in a complete chunk a client stored in the local tier (a `PUT` to the edge
+    /// server): replaces the memory tier's copy and uploads it to the remote.
+    pub async fn accept(&self, chunk: &Chunk) {
+        if let Some(m) = &self.tiers.memory {
+            let _ = m.delete(&chunk.key).await;
+        }
+        self.tiers.remember(chunk).await;
+        self.tiers.upload(chunk).await;
     }
 
     /// The decoded batches of `key`, if the memory tier holds them.
@@ -310,7 +357,7 @@ impl Tiers {
         // The object streams straight into a staged local file (the back-fill), verified
         // there: never held in memory, renamed into the local tier only when sound.
         let staged = self.local.stage(key).map_err(store_err)?;
-        match r.get_into(key, staged.path()).await {
+        match r.get_into_any(key, staged.path()).await {
             Ok(Some(meta)) => {
                 let path = staged
                     .commit()
@@ -320,7 +367,17 @@ impl Tiers {
                     meta,
                     data: ChunkData::File(path.into()),
                 };
-                self.remember(&local).await;
+                // A day Tardis had not finished exporting (from an edge server) stays marked
+                // incomplete in its file, so the local tier treats it as a miss next time, and
+                // memory keeps none.
+                if local.meta.complete {
+                    self.remember(&local).await;
+                } else {
+                    warn!(
+                        "{key}: Tardis has not finished exporting this day; the copy from {} is used now but not cached as complete",
+                        r.describe()
+                    );
+                }
                 Ok(Some(hit(local, Tier::Remote)))
             }
             Ok(None) => Ok(None),

@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod download;
 mod exchanges;
+mod serve;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use download::DownloadError;
 pub use exchanges::ExchangesError;
+pub use serve::ServeCommandError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
@@ -19,7 +21,7 @@ use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
-use crate::settings::{CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, UsageError};
+use crate::settings::{CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, ServeSettings, UsageError};
 
 /// What to print and how to exit.
 #[derive(Debug, Clone)]
@@ -47,6 +49,9 @@ pub enum Error {
     /// `tickvault exchanges` failed.
     #[error(transparent)]
     Exchanges(#[from] ExchangesError),
+    /// The edge server could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] ServeCommandError),
 }
 
 impl Error {
@@ -75,6 +80,15 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
                 return dry_run(&settings).await;
             }
             return run_download(&settings, reporter).await;
+        }
+        CommandKind::Serve => {
+            // Stopped by SIGTERM or Ctrl-C after a graceful shutdown: the normal end of a server.
+            serve::run(&ServeSettings::resolve(o)?).await?;
+            return Ok(Outcome {
+                code: ExitCode::Success,
+                stdout: None,
+                stderr: None,
+            });
         }
         CommandKind::Config => {
             let c = config::Report::new(invocation);

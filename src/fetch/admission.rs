@@ -55,8 +55,9 @@ pub(crate) struct Admission {
     rate: Option<TokenBucket>,
     /// Until when every request waits, after a 429 (so one rate-limit answer slows everyone).
     pause_until: Mutex<Option<Instant>>,
-    /// Set once a fatal answer makes the rest of the run pointless.
-    stopped: Mutex<Option<String>>,
+    /// Set once a fatal answer makes the rest of the run pointless: the reason, and until
+    /// when (`None`: for good).
+    stopped: Mutex<Option<(String, Option<Instant>)>>,
 }
 
 impl Admission {
@@ -103,26 +104,33 @@ impl Admission {
         }
     }
 
-    /// Stops the run: every later [`Self::admit`] fails with `reason` (the first reason wins).
-    pub(crate) fn stop(&self, reason: String) {
-        self.stop_with(reason, true);
+    /// Stops the run: every later [`Self::admit`] fails with `reason` (the first reason wins),
+    /// for good or, with `for_at_most`, until that much time has passed (an exhausted quota
+    /// resets; a long-running `tickvault serve` then fetches again).
+    pub(crate) fn stop(&self, reason: String, for_at_most: Option<Duration>) {
+        self.stop_with(reason, for_at_most, true);
     }
 
     /// As [`Self::stop`]; `announce` false when the caller reports the reason itself.
-    pub(crate) fn stop_with(&self, reason: String, announce: bool) {
+    pub(crate) fn stop_with(&self, reason: String, for_at_most: Option<Duration>, announce: bool) {
         let mut s = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if s.is_none() {
             if announce {
                 warn!("stopping downloads: {reason}");
             }
-            *s = Some(reason);
+            *s = Some((reason, for_at_most.map(|d| Instant::now() + d)));
         }
     }
 
-    /// Fails if the run was stopped.
+    /// Fails if the run was stopped (and the stop has not expired).
     pub(crate) fn check(&self) -> Result<(), Stopped> {
-        match &*self.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(reason) => Err(Stopped(reason.clone())),
+        let mut s = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        match &*s {
+            Some((_, Some(until))) if Instant::now() >= *until => {
+                *s = None;
+                Ok(())
+            }
+            Some((reason, _)) => Err(Stopped(reason.clone())),
             None => Ok(()),
         }
     }
@@ -187,8 +195,17 @@ mod tests {
     async fn a_stopped_run_admits_nothing_and_keeps_the_first_reason() {
         let admission = Admission::new(1, NonZeroU32::new(100));
         assert!(admission.admit().await.is_ok());
-        admission.stop("bad key".into());
-        admission.stop("quota".into());
+        admission.stop("bad key".into(), None);
+        admission.stop("quota".into(), None);
         assert_eq!(admission.admit().await.unwrap_err(), Stopped("bad key".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_for_a_while_ends() {
+        let admission = Admission::new(1, None);
+        admission.stop("quota".into(), Some(Duration::from_secs(3600)));
+        assert_eq!(admission.admit().await.unwrap_err(), Stopped("quota".into()));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(admission.admit().await.is_ok(), "the quota reset");
     }
 }

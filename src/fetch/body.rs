@@ -43,14 +43,17 @@ impl Fetcher {
         {
             match e {
                 HttpError::Status { status: 401, .. } => {
-                    self.admission.stop(format!("Tardis refused the API key ({e})"));
+                    self.admission.stop(format!("Tardis refused the API key ({e})"), None);
+                }
+                HttpError::QuotaExhausted { retry_after, .. } => {
+                    self.admission.stop(e.to_string(), Some(*retry_after));
                 }
                 // Reported once, as the run's error.
                 HttpError::Unreachable { .. } => {
                     self.set_unreachable(e.to_string());
-                    self.admission.stop_with(e.to_string(), false);
+                    self.admission.stop_with(e.to_string(), None, false);
                 }
-                _ => self.admission.stop(e.to_string()),
+                _ => self.admission.stop(e.to_string(), None),
             }
         }
         // The answer's status is known (and a fatal one recorded): the other chunks may start.

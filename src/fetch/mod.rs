@@ -197,7 +197,7 @@ impl Fetcher {
     /// The decoding threads cannot be started.
     pub fn new(client: TardisClient, config: FetchConfig, stats: Arc<FetchStats>) -> std::io::Result<Self> {
         Ok(Self {
-            exported: ExportedUntil(config.exported_until),
+            exported: ExportedUntil::Known(config.exported_until),
             client,
             admission: Admission::new(config.concurrency, config.rate_limit),
             probes: Probes::default(),
@@ -212,6 +212,15 @@ impl Fetcher {
             mac: config.mac,
             unreachable: Mutex::new(None),
         })
+    }
+
+    /// Asks each exchange's `datasets.exportedUntil` of `metadata` as chunks come, and again
+    /// while a day is unexported, instead of the one instant of [`FetchConfig::exported_until`]:
+    /// for `tickvault serve`, which fetches any exchange for weeks.
+    #[must_use]
+    pub fn live_exports(mut self, metadata: Arc<crate::metadata::Metadata>) -> Self {
+        self.exported = ExportedUntil::live(metadata);
+        self
     }
 
     /// Names the probe chunks: other fetches wait until each has been answered (or resolved
@@ -266,7 +275,7 @@ impl Fetcher {
             return Err(FetchError::KeyRequired { chunk: key.to_string() });
         }
         self.wait_turn(key).await;
-        let complete = self.exported.is_exported(key);
+        let complete = self.exported.is_exported(key).await;
         let result = retry::retry(
             &self.retry,
             |n| self.attempt(key, dest, complete, n),

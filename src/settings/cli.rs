@@ -26,6 +26,8 @@ pub enum CommandKind {
     CacheVerify,
     /// `tickvault cache prune`.
     CachePrune,
+    /// `tickvault serve`.
+    Serve,
     /// `tickvault exchanges [ID]`.
     Exchanges,
     /// `tickvault config`: every option's value and where it came from.
@@ -146,6 +148,13 @@ pub fn command() -> Command {
             Scope::EXCHANGES,
             false,
         ))
+        .subcommand(with_options(
+            Command::new("serve").about(
+                "Serve the cache tiers over HTTP: the team's pull-through edge cache (clients point --remote-cache at it).",
+            ),
+            Scope::SERVE,
+            false,
+        ))
         .subcommand(
             Command::new("cache")
                 .about("Inspect and maintain the cache.")
@@ -248,6 +257,7 @@ fn leaf(m: &ArgMatches) -> Result<(CommandKind, &ArgMatches, Scope), ParseError>
             Some((_, l)) => (CommandKind::CacheStats, l, Scope::CACHE),
             None => (CommandKind::CacheStats, c, Scope::CACHE),
         },
+        Some(("serve", l)) => (CommandKind::Serve, l, Scope::SERVE),
         Some(("exchanges", l)) => (CommandKind::Exchanges, l, Scope::EXCHANGES),
         Some(("config", l)) => (CommandKind::Config, l, ALL),
         Some(("completions", l)) => {

@@ -8,6 +8,7 @@ pub mod cli;
 mod layers;
 pub mod options;
 mod parse;
+mod serve;
 pub mod spec;
 
 use std::num::NonZeroU32;
@@ -25,6 +26,7 @@ use crate::parquet::mac::MacKey;
 use crate::run::plan::Request;
 use crate::tardis::Secret;
 use options::Options;
+pub use serve::ServeSettings;
 
 /// Bad usage or input: reported in one line, exit code 2, nothing fetched or written.
 #[derive(Debug, thiserror::Error)]
@@ -142,30 +144,9 @@ impl DownloadSettings {
         }
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
-        let concurrency = defaulted(&o.concurrency);
-        if !(1..=1000).contains(&concurrency) {
-            return Err(usage(format!(
-                "invalid --concurrency {concurrency}: expected 1 to 1000"
-            )));
-        }
-        let rate_limit = o
-            .rate_limit
-            .map(|n| {
-                NonZeroU32::new(n)
-                    .ok_or_else(|| usage("invalid --rate-limit 0: expected at least 1 request per second"))
-            })
-            .transpose()?;
-        let retry = RetryPolicy {
-            max_retries: defaulted(&o.max_retries),
-            initial_backoff: defaulted(&o.retry_initial_backoff),
-            max_backoff: defaulted(&o.retry_max_backoff),
-        };
-        if retry.max_retries > 100 {
-            return Err(usage(format!(
-                "invalid --max-retries {}: expected at most 100",
-                retry.max_retries
-            )));
-        }
+        let concurrency = concurrency(o)?;
+        let rate_limit = rate_limit(o)?;
+        let retry = retry_policy(o)?;
         Ok(Self {
             request,
             output,
@@ -192,6 +173,42 @@ impl DownloadSettings {
             dry_run: defaulted(&o.dry_run),
         })
     }
+}
+
+/// Downloads in flight (`--concurrency`), checked.
+fn concurrency(o: &Options) -> Result<usize, UsageError> {
+    let concurrency = defaulted(&o.concurrency);
+    if !(1..=1000).contains(&concurrency) {
+        return Err(usage(format!(
+            "invalid --concurrency {concurrency}: expected 1 to 1000"
+        )));
+    }
+    Ok(concurrency)
+}
+
+/// Requests per second to Tardis (`--rate-limit`), if limited.
+fn rate_limit(o: &Options) -> Result<Option<NonZeroU32>, UsageError> {
+    o.rate_limit
+        .map(|n| {
+            NonZeroU32::new(n).ok_or_else(|| usage("invalid --rate-limit 0: expected at least 1 request per second"))
+        })
+        .transpose()
+}
+
+/// How failed downloads are retried.
+fn retry_policy(o: &Options) -> Result<RetryPolicy, UsageError> {
+    let retry = RetryPolicy {
+        max_retries: defaulted(&o.max_retries),
+        initial_backoff: defaulted(&o.retry_initial_backoff),
+        max_backoff: defaulted(&o.retry_max_backoff),
+    };
+    if retry.max_retries > 100 {
+        return Err(usage(format!(
+            "invalid --max-retries {}: expected at most 100",
+            retry.max_retries
+        )));
+    }
+    Ok(retry)
 }
 
 /// The options every download needs, as flags.

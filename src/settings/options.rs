@@ -18,15 +18,24 @@ pub(crate) mod heading {
     pub const PRUNE: &str = "What to prune";
     pub const LIST: &str = "What to list";
     pub const LIMITS: &str = "Limits on hostile input";
+    pub const SERVE: &str = "Edge cache server";
 }
 
-use heading::{CACHE, FETCH, LIMITS, LIST, NETWORK, PRUNE, TOOL, WRITE};
+use heading::{CACHE, FETCH, LIMITS, LIST, NETWORK, PRUNE, SERVE, TOOL, WRITE};
 
 const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
 /// Options of `download` that `tickvault exchanges` takes too (it reads the metadata API
 /// through the same cache directory).
 const DL_EXCH: Scope = Scope::DOWNLOAD.or(Scope::EXCHANGES);
 const ALL_THREE: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::EXCHANGES);
+/// The cache tiers: `download`, the `cache` commands and `serve`.
+const TIERS: Scope = BOTH.or(Scope::SERVE);
+/// Fetching from Tardis: `download` and `serve`.
+const TARDIS: Scope = Scope::DOWNLOAD.or(Scope::SERVE);
+/// Tardis's APIs: `download`, `exchanges` and `serve`.
+const APIS: Scope = DL_EXCH.or(Scope::SERVE);
+/// The cache directory and connecting: every command but the listings of the tool.
+const ALL_FOUR: Scope = ALL_THREE.or(Scope::SERVE);
 
 options! {
     /// Exchange id, e.g. binance-futures, deribit.
@@ -70,21 +79,21 @@ options! {
     overwrite: bool { heading: WRITE, default: Some("false") }
 
     /// Local cache directory [default: the platform cache dir + /tickvault].
-    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: ALL_THREE }
+    cache_dir: PathBuf { value_name: "DIR", heading: CACHE, scope: ALL_FOUR }
     /// Shared remote cache: http(s)://, s3://, gs://, az:// or file://.
-    remote_cache: String { value_name: "URL", heading: CACHE, scope: BOTH }
+    remote_cache: String { value_name: "URL", heading: CACHE, scope: TIERS }
     /// Bearer token for an http(s) remote cache; prefer the environment variable (flags show in `ps`).
-    remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: BOTH, secret: true }
+    remote_cache_token: Secret { value_name: "TOKEN", heading: CACHE, scope: TIERS, secret: true }
     /// Team secret: chunk files written to the remote carry a keyed MAC (BLAKE3) over their
     /// bytes and key, and remote objects without a valid one are refetched. Without it the
     /// remote is trusted as a whole. Prefer the environment variable.
-    remote_cache_secret: Secret { value_name: "SECRET", heading: CACHE, scope: BOTH, secret: true }
+    remote_cache_secret: Secret { value_name: "SECRET", heading: CACHE, scope: TIERS, secret: true }
     /// read-write, or read-only for untrusted jobs.
-    remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: BOTH, default: Some("read-write") }
+    remote_cache_mode: String { value_name: "MODE", heading: CACHE, scope: TIERS, default: Some("read-write") }
     /// Limit of one remote cache request; then the next tier is used.
-    remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: BOTH, default: Some("60s") }
+    remote_cache_timeout: Duration { value_name: "DURATION", heading: CACHE, scope: TIERS, default: Some("60s") }
     /// Size of the in-memory cache.
-    memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: BOTH, default: Some("128MiB") }
+    memory_cache: Size { value_name: "SIZE", heading: CACHE, scope: TIERS, default: Some("128MiB") }
     /// Never contact Tardis: use the cache tiers and the cached metadata; fail naming what they
     /// lack.
     offline: bool { heading: CACHE, scope: DL_EXCH, default: Some("false") }
@@ -92,37 +101,37 @@ options! {
     refresh: bool { heading: CACHE, default: Some("false") }
 
     /// Tardis API key; never printed, logged or written anywhere.
-    api_key: Secret { value_name: "KEY", heading: NETWORK, env: Some("TARDIS_API_KEY"), secret: true }
+    api_key: Secret { value_name: "KEY", heading: NETWORK, scope: TARDIS, env: Some("TARDIS_API_KEY"), secret: true }
     /// Base URL of the datasets API.
-    datasets_url: String { value_name: "URL", heading: NETWORK, default: Some("https://datasets.tardis.dev/v1") }
+    datasets_url: String { value_name: "URL", heading: NETWORK, scope: TARDIS, default: Some("https://datasets.tardis.dev/v1") }
     /// Base URL of the metadata API.
-    api_url: String { value_name: "URL", heading: NETWORK, scope: DL_EXCH, default: Some("https://api.tardis.dev/v1") }
+    api_url: String { value_name: "URL", heading: NETWORK, scope: APIS, default: Some("https://api.tardis.dev/v1") }
     /// Downloads in flight (20, as the official clients).
-    concurrency: usize { value_name: "N", heading: NETWORK, default: Some("20") }
+    concurrency: usize { value_name: "N", heading: NETWORK, scope: TARDIS, default: Some("20") }
     /// Requests per second to Tardis (token bucket) [default: unlimited].
-    rate_limit: u32 { value_name: "N", heading: NETWORK }
+    rate_limit: u32 { value_name: "N", heading: NETWORK, scope: TARDIS }
     /// Retries of a failed chunk download (429, 5xx, connection errors, damaged bodies); 29 as
     /// the official client (30 attempts).
-    max_retries: u32 { value_name: "N", heading: NETWORK, scope: DL_EXCH, default: Some("29") }
+    max_retries: u32 { value_name: "N", heading: NETWORK, scope: APIS, default: Some("29") }
     /// Delay before the first retry; doubles per retry (twice after a 500), plus up to 0.5 s of
     /// jitter; Retry-After is honoured.
-    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("2s") }
+    retry_initial_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("2s") }
     /// Cap on one retry delay, jitter included.
-    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("120s") }
+    retry_max_backoff: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("120s") }
     /// Limit on connecting to Tardis or the remote cache.
-    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: ALL_THREE, default: Some("10s") }
+    connect_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: ALL_FOUR, default: Some("10s") }
     /// Silence while reading a body before the attempt fails.
-    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: DL_EXCH, default: Some("120s") }
+    read_timeout: Duration { value_name: "DURATION", heading: NETWORK, scope: APIS, default: Some("120s") }
     /// Slowest transfer accepted: a body (from Tardis or the remote cache) that brings fewer
     /// bytes per second than this over a whole --min-speed-window fails its attempt (retried).
-    min_transfer_speed: Size { value_name: "SIZE", heading: LIMITS, scope: BOTH, default: Some("4KiB") }
+    min_transfer_speed: Size { value_name: "SIZE", heading: LIMITS, scope: TIERS, default: Some("4KiB") }
     /// The window over which --min-transfer-speed is measured.
-    min_speed_window: Duration { value_name: "DURATION", heading: LIMITS, scope: BOTH, default: Some("30s") }
+    min_speed_window: Duration { value_name: "DURATION", heading: LIMITS, scope: TIERS, default: Some("30s") }
     /// Longest CSV line accepted; a longer one fails the chunk naming the line (bounds memory).
-    max_line_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("1MiB") }
+    max_line_size: Size { value_name: "SIZE", heading: LIMITS, scope: TARDIS, default: Some("1MiB") }
     /// Most bytes one day-file may inflate to; a larger one fails the chunk (a gzip bomb). The
     /// largest real days (options_chain, 9.5 GB of gzip) inflate to tens of GB.
-    max_inflated_size: Size { value_name: "SIZE", heading: LIMITS, default: Some("256GiB") }
+    max_inflated_size: Size { value_name: "SIZE", heading: LIMITS, scope: TARDIS, default: Some("256GiB") }
     /// Accept a plan of more chunks than the limit (100,000) without asking.
     yes: bool { heading: FETCH, default: Some("false") }
 
@@ -144,6 +153,26 @@ options! {
     progress_interval: Duration { value_name: "DURATION", heading: TOOL, scope: Scope::GLOBAL, default: Some("10s") }
     /// TOML config file [default: the platform config dir + /tickvault/config.toml, if it exists].
     config: PathBuf { value_name: "FILE", heading: TOOL, scope: Scope::GLOBAL, in_file: false }
+
+    /// Address to listen on, e.g. 0.0.0.0:8080 for the whole network.
+    listen: String { value_name: "ADDR", heading: SERVE, scope: Scope::SERVE, default: Some("127.0.0.1:8080") }
+    /// File of access tokens, one per line: `read TOKEN` or `write TOKEN` (# comments).
+    tokens_file: PathBuf { value_name: "FILE", heading: SERVE, scope: Scope::SERVE }
+    /// Comma-separated tokens that may GET chunks; without any read token, GETs are open.
+    /// Prefer the environment variable or --tokens-file (flags show in `ps`).
+    read_tokens: Secret { value_name: "TOKENS", heading: SERVE, scope: Scope::SERVE, secret: true }
+    /// Comma-separated tokens that may GET and PUT chunks (clients that fetched with their own key).
+    write_tokens: Secret { value_name: "TOKENS", heading: SERVE, scope: Scope::SERVE, secret: true }
+    /// Connections served at once; further ones wait to be accepted.
+    max_connections: usize { value_name: "N", heading: SERVE, scope: Scope::SERVE, default: Some("1024") }
+    /// Limit on producing a response, a fetch from Tardis included; then 504.
+    request_timeout: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("10m") }
+    /// Largest chunk file a client may PUT.
+    max_upload: Size { value_name: "SIZE", heading: SERVE, scope: Scope::SERVE, default: Some("4GiB") }
+    /// After SIGTERM or Ctrl-C, time given to responses in flight before the server exits.
+    shutdown_timeout: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("30s") }
+    /// How long proxied exchange metadata (/v1/exchanges...) is kept.
+    metadata_ttl: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("10m") }
 
     /// Keep the local cache at most this big, e.g. 50GiB.
     prune_max_size: Size { flag: Some("max-size"), value_name: "SIZE", heading: PRUNE, scope: Scope::PRUNE }

@@ -22,6 +22,8 @@ impl Scope {
     pub const GLOBAL: Scope = Scope(8);
     /// `tickvault exchanges`.
     pub const EXCHANGES: Scope = Scope(16);
+    /// `tickvault serve`.
+    pub const SERVE: Scope = Scope(32);
     /// Every command (what `tickvault config` shows).
     pub const ANY: Scope = Scope(u8::MAX);
     /// `download` and the `cache` commands.

@@ -16,6 +16,7 @@ mod readme; // README's crontab line and CI step, run as written
 mod reliability; // a hostile world: storms, SIGKILL, full disks, bombs, forgeries, echoed secrets
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
+mod serve; // tickvault serve: the team's edge cache, with real clients, tokens, crashes, metrics
 mod support;
 mod tiers; // one conformance suite for every tier; coalescing and back-fill
 mod unattended; // jobs, config discovery, relative dates, logs, --dry-run, JSON failures, completions

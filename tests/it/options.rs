@@ -18,9 +18,10 @@ fn sample(spec: &Spec, config: &str) -> (String, String) {
         (_, Kind::List) => same("AAA,BBB"),
         ("config", _) => same(config),
         ("job", _) => same("j"),
-        ("api_key" | "remote_cache_token" | "remote_cache_secret", _) => {
-            ("sk-sample".into(), "(set, not shown)".into())
+        ("api_key" | "remote_cache_token" | "remote_cache_secret" | "read_tokens" | "write_tokens", _) => {
+            ("sk-sample-0123456789".into(), "(set, not shown)".into())
         }
+        ("listen", _) => same("0.0.0.0:9090"),
         ("remote_cache_mode", _) => same("read-only"),
         ("order", _) => same("time"),
         ("log_format", _) => same("json"),
