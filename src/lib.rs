@@ -22,10 +22,13 @@
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
 //! - [`output`]: merged files and the partitioned dataset;
 //! - [`redact`]: the one layer that removes secrets from everything printed.
-//! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers.
+//! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers;
+//! - [`bars`]: `tickvault bars`, OHLCV bars folded from trades into derived chunks cached in
+//!   the same tiers.
 
 #![warn(missing_docs)]
 
+pub mod bars;
 pub mod cache;
 pub mod commands;
 pub mod decode;

@@ -73,15 +73,22 @@ impl<W: Write + Read + Seek + Send> ChunkFileWriter<W> {
     /// # Errors
     /// Fails when the Parquet writer cannot be created.
     pub fn with_mac(inner: W, data_type: DataType, mac: Option<(&MacKey, &ChunkKey)>) -> Result<Self, SealedError> {
+        Self::with_schema(inner, data_type.schema(), chunk_properties(data_type), mac)
+    }
+
+    /// A chunk file of another schema (a derived chunk's), with the team MAC when `mac` is given.
+    ///
+    /// # Errors
+    /// Fails when the Parquet writer cannot be created.
+    pub fn with_schema(
+        inner: W,
+        schema: arrow_schema::SchemaRef,
+        props: parquet::file::properties::WriterProperties,
+        mac: Option<(&MacKey, &ChunkKey)>,
+    ) -> Result<Self, SealedError> {
         let context = mac.map(|(_, key)| key.to_string());
         let mac = mac.zip(context.as_deref()).map(|((k, _), c)| (k, c));
-        Ok(Self(SealedWriter::with_mac(
-            inner,
-            data_type.schema(),
-            chunk_properties(data_type),
-            1,
-            mac,
-        )?))
+        Ok(Self(SealedWriter::with_mac(inner, schema, props, 1, mac)?))
     }
 
     /// # Errors
@@ -253,11 +260,24 @@ impl ChunkData {
     /// # Errors
     /// Fails when the file cannot be opened or decoded.
     pub fn reader(&self, batch_rows: usize) -> Result<ParquetRecordBatchReader, SealedError> {
+        self.reader_of(batch_rows, None)
+    }
+
+    /// Opens a batch reader over some columns of the chunk file (`columns`: indices of the
+    /// file's top-level columns; the batches hold them in file order).
+    ///
+    /// # Errors
+    /// Fails when the file cannot be opened or decoded.
+    pub fn reader_of(
+        &self,
+        batch_rows: usize,
+        columns: Option<&[usize]>,
+    ) -> Result<ParquetRecordBatchReader, SealedError> {
         match (self, self.path()) {
-            (ChunkData::Bytes(b), _) => build_reader(b.clone(), batch_rows),
+            (ChunkData::Bytes(b), _) => build_reader(b.clone(), batch_rows, columns),
             (_, Some(path)) => {
                 let f = File::open(path).map_err(|e| SealedError::io(format!("opening {}", path.display()), e))?;
-                build_reader(f, batch_rows)
+                build_reader(f, batch_rows, columns)
             }
             (_, None) => unreachable!("only bytes have no path"),
         }
@@ -267,10 +287,17 @@ impl ChunkData {
 fn build_reader<T: ChunkReader + 'static>(
     source: T,
     batch_rows: usize,
+    columns: Option<&[usize]>,
 ) -> Result<ParquetRecordBatchReader, SealedError> {
-    Ok(ParquetRecordBatchReaderBuilder::try_new(source)?
-        .with_batch_size(batch_rows)
-        .build()?)
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source)?.with_batch_size(batch_rows);
+    let builder = match columns {
+        Some(c) => {
+            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), c.iter().copied());
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    Ok(builder.build()?)
 }
 
 #[cfg(test)]

@@ -235,6 +235,19 @@ impl Tiered {
         }
     }
 
+    /// What the tiers hold for `key` (memory, local, then remote, back-filling the faster
+    /// ones), complete, without fetching; `None` with `--refresh`. Derived chunks are looked
+    /// up this way: they are computed, never fetched.
+    pub async fn cached(&self, key: &ChunkKey) -> Option<Resolved> {
+        if self.tiers.refresh {
+            return None;
+        }
+        match self.tiers.lookup_tiers(key).await {
+            Ok(Some(r)) if r.chunk.meta.complete => Some(r),
+            _ => None,
+        }
+    }
+
     /// Takes in a complete chunk a client stored in the local tier (a `PUT` to the edge
     /// server): replaces the memory tier's copy and uploads it to the remote.
     pub async fn accept(&self, chunk: &Chunk) {
@@ -271,7 +284,9 @@ impl Tiers {
         {
             return Ok(hit);
         }
-        let Some(fetcher) = &self.fetcher else {
+        // A derived chunk (bars) is computed by its command from the raw chunk, never
+        // fetched: an edge server answers 404 for one it does not hold.
+        let Some(fetcher) = self.fetcher.as_ref().filter(|_| key.derivation.is_none()) else {
             return Err(ResolveError::NotCached { chunk: key.to_string() });
         };
         let store_err = |source| ResolveError::Store {

@@ -51,7 +51,7 @@ impl DownloadError {
 }
 
 /// The HTTP client of the run.
-fn client(settings: &DownloadSettings) -> Result<TardisClient, DownloadError> {
+pub(super) fn client(settings: &DownloadSettings) -> Result<TardisClient, DownloadError> {
     TardisClient::new(ClientConfig {
         datasets_url: settings.datasets_url.clone(),
         api_url: settings.api_url.clone(),
@@ -60,6 +60,64 @@ fn client(settings: &DownloadSettings) -> Result<TardisClient, DownloadError> {
         read_timeout: settings.read_timeout,
     })
     .map_err(|e| DownloadError::Client(e.without_url()))
+}
+
+/// The tiers and the fetcher of a run, over the cache directory held shared.
+pub(super) struct Wired {
+    /// The shared lock of the cache directory, held for the run.
+    pub _lock: CacheLock,
+    /// The local tier.
+    pub local: LocalStore,
+    /// The tiers.
+    pub tiered: Arc<Tiered>,
+    /// The fetcher, unless `--offline`.
+    pub fetcher: Option<Arc<Fetcher>>,
+    /// Its traffic counters.
+    pub stats: Arc<FetchStats>,
+}
+
+/// Locks and opens the cache, sweeps dead temporaries, and builds the tiers and the fetcher.
+pub(super) async fn wire(
+    settings: &DownloadSettings,
+    client: Option<TardisClient>,
+    publication: &Publication,
+) -> Result<Wired, DownloadError> {
+    let cache_dir = settings.cache.cache_dir.clone();
+    let _lock = tokio::task::spawn_blocking(move || CacheLock::shared(&cache_dir))
+        .await
+        .map_err(|e| StoreError::io("locking the cache", std::io::Error::other(e)))??;
+    let local = LocalStore::open(&settings.cache.cache_dir)?;
+    let swept = {
+        let local = local.clone();
+        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
+            .await
+            .unwrap_or_default()
+    };
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary files left by processes that no longer run");
+    }
+    let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
+    let remote = settings
+        .cache
+        .remote
+        .as_ref()
+        .map(|o| RemoteStore::open(o).map(|r| r.with_scratch(local.spool_dir())))
+        .transpose()?;
+    let stats = Arc::new(FetchStats::default());
+    let fetcher = fetcher(settings, client, &local, publication, stats.clone())?;
+    let tiered = Tiered::builder(local.clone())
+        .memory(memory)
+        .remote(remote)
+        .fetcher(fetcher.clone())
+        .refresh(settings.refresh)
+        .build();
+    Ok(Wired {
+        _lock,
+        local,
+        tiered,
+        fetcher,
+        stats,
+    })
 }
 
 /// The fetcher of a run, unless it is `--offline`.
@@ -108,35 +166,13 @@ pub(super) async fn run(
     let withhold = !settings.allow_incomplete;
     let plan = Plan::new(&settings.request).withhold(|k| withhold && !publication.is_final(k.date));
     check_targets(settings, &plan).map_err(PreflightError::Invalid)?;
-    let cache_dir = settings.cache.cache_dir.clone();
-    let _lock = tokio::task::spawn_blocking(move || CacheLock::shared(&cache_dir))
-        .await
-        .map_err(|e| StoreError::io("locking the cache", std::io::Error::other(e)))??;
-    let local = LocalStore::open(&settings.cache.cache_dir)?;
-    let swept = {
-        let local = local.clone();
-        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
-            .await
-            .unwrap_or_default()
-    };
-    if swept > 0 {
-        tracing::info!("removed {swept} temporary files left by processes that no longer run");
-    }
-    let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
-    let remote = settings
-        .cache
-        .remote
-        .as_ref()
-        .map(|o| RemoteStore::open(o).map(|r| r.with_scratch(local.spool_dir())))
-        .transpose()?;
-    let stats = Arc::new(FetchStats::default());
-    let fetcher = fetcher(settings, client, &local, &publication, stats.clone())?;
-    let tiered = Tiered::builder(local)
-        .memory(memory)
-        .remote(remote)
-        .fetcher(fetcher.clone())
-        .refresh(settings.refresh)
-        .build();
+    let Wired {
+        _lock,
+        tiered,
+        fetcher,
+        stats,
+        ..
+    } = wire(settings, client, &publication).await?;
 
     log_plan(settings, &plan);
     reporter.track_traffic(stats.clone());
@@ -233,7 +269,7 @@ fn log_plan(settings: &DownloadSettings, plan: &Plan) {
 
 /// How the run ended: a refused output (the command must change) before failures (a re-run
 /// may fix them) before unpublished days (a later run will).
-fn status(failed_chunks: u64, written: &Written) -> RunStatus {
+pub(super) fn status(failed_chunks: u64, written: &Written) -> RunStatus {
     if !written.refused.is_empty() {
         RunStatus::Refused
     } else if failed_chunks > 0 || !written.failed.is_empty() {

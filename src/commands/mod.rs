@@ -1,6 +1,7 @@
 //! The command dispatcher: a parsed invocation in, an outcome (exit code and text) out.
 //! `main.rs` only parses, sets up logging and prints.
 
+mod bars;
 mod cache;
 mod config;
 mod download;
@@ -21,7 +22,9 @@ use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
-use crate::settings::{CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, ServeSettings, UsageError};
+use crate::settings::{
+    BarsSettings, CacheSettings, DownloadSettings, ExchangesSettings, PruneSettings, ServeSettings, UsageError,
+};
 
 /// What to print and how to exit.
 #[derive(Debug, Clone)]
@@ -80,6 +83,10 @@ pub async fn run(invocation: &Invocation, reporter: Arc<dyn Reporter>) -> Result
                 return dry_run(&settings).await;
             }
             return run_download(&settings, reporter).await;
+        }
+        CommandKind::Bars => {
+            let settings = BarsSettings::resolve(o)?;
+            return run_bars(&settings, reporter).await;
         }
         CommandKind::Serve => {
             // Stopped by SIGTERM or Ctrl-C after a graceful shutdown: the normal end of a server.
@@ -191,6 +198,32 @@ fn to_json(v: &impl serde::Serialize) -> String {
 const WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
+    let run = |cancel| download::run(settings, reporter.clone(), cancel);
+    run_with_signals(&settings.request, settings.json, reporter.clone(), run).await
+}
+
+async fn run_bars(settings: &BarsSettings, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
+    let run = |cancel| bars::run(settings, reporter.clone(), cancel);
+    run_with_signals(
+        &settings.download.request,
+        settings.download.json,
+        reporter.clone(),
+        run,
+    )
+    .await
+}
+
+/// Runs a download-like command until it ends or a signal stops it, and renders its summary.
+async fn run_with_signals<F, Fut>(
+    request: &crate::run::plan::Request,
+    json: bool,
+    reporter: Arc<dyn Reporter>,
+    run: F,
+) -> Result<Outcome, Error>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<Summary, DownloadError>>,
+{
     let cancel = CancellationToken::new();
     let started = std::time::Instant::now();
     let watcher = tokio::spawn({
@@ -200,21 +233,21 @@ async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) 
             cancel.cancel();
         }
     });
-    let run = download::run(settings, reporter.clone(), cancel.clone());
+    let run = run(cancel.clone());
     let summary = tokio::select! {
         r = run => r?,
         () = async { cancel.cancelled().await; tokio::time::sleep(WIND_DOWN).await } => {
             // The run did not hand back its totals in time: report the plan, nothing done.
             reporter.finish();
-            let mut s = Summary::begin(&settings.request);
-            s.chunks.total = Plan::new(&settings.request).requests.len() as u64;
+            let mut s = Summary::begin(request);
+            s.chunks.total = Plan::new(request).requests.len() as u64;
             s.chunks.pending = s.chunks.total;
             s.end(RunStatus::Interrupted, started.elapsed().as_secs_f64())
         }
     };
     watcher.abort();
     let code = summary.exit();
-    Ok(if settings.json {
+    Ok(if json {
         Outcome {
             code,
             stdout: Some(summary.to_json()),

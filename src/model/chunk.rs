@@ -7,9 +7,12 @@ use std::sync::Arc;
 use jiff::civil::Date;
 
 use super::DataType;
+use super::derivation::Derivation;
 use super::range::day_start;
 
-/// Identifies one Tardis day-file: `{exchange}/{data_type}/{YYYY}/{MM}/{DD}/{SYMBOL}.csv.gz`.
+/// Identifies one Tardis day-file: `{exchange}/{data_type}/{YYYY}/{MM}/{DD}/{SYMBOL}.csv.gz`,
+/// or, with a [`Derivation`], what is computed from that file and cached like it (a derived
+/// chunk, e.g. the bars of one symbol-day-interval).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkKey {
     /// The Tardis exchange id.
@@ -20,6 +23,8 @@ pub struct ChunkKey {
     pub symbol: Arc<str>,
     /// The UTC day.
     pub date: Date,
+    /// `None` for the raw day-file; what is computed from it for a derived chunk.
+    pub derivation: Option<Derivation>,
 }
 
 /// Version of the cache layout and chunk file format. Bump it (and the directory name it gives)
@@ -35,6 +40,34 @@ impl ChunkKey {
             data_type,
             symbol: symbol.into(),
             date,
+            derivation: None,
+        }
+    }
+
+    /// The derived chunk `derivation` of this key's raw day-file.
+    #[must_use]
+    pub fn derived(&self, derivation: Derivation) -> Self {
+        Self {
+            derivation: Some(derivation),
+            ..self.raw()
+        }
+    }
+
+    /// The raw day-file a (derived) key comes from.
+    #[must_use]
+    pub fn raw(&self) -> Self {
+        Self {
+            derivation: None,
+            ..self.clone()
+        }
+    }
+
+    /// The second segment of the key's path and name: the data type, or the derivation's
+    /// label for a derived chunk (`bars-v1-1m-timestamp`).
+    pub fn kind(&self) -> String {
+        match &self.derivation {
+            None => self.data_type.to_string(),
+            Some(d) => d.label(),
         }
     }
 
@@ -50,13 +83,15 @@ impl ChunkKey {
         )
     }
 
-    /// The cache key relative to a cache root: `v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet`.
+    /// The cache key relative to a cache root: `v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet`,
+    /// with the derivation's label in place of the data type for a derived chunk
+    /// (`v1/{exchange}/bars-v1-1m-timestamp/{SYMBOL}/{YYYY-MM-DD}.parquet`; bars derive from trades).
     /// This is the only place cache paths are built; the local and remote tiers share it.
     pub fn cache_path(&self) -> String {
         format!(
             "{CACHE_LAYOUT_VERSION}/{}/{}/{}/{}.parquet",
             self.exchange,
-            self.data_type,
+            self.kind(),
             fs_component(&self.symbol),
             self.date
         )
@@ -69,13 +104,20 @@ impl ChunkKey {
             return None;
         }
         let exchange = parts.next()?;
-        let data_type: DataType = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let (data_type, derivation) = match kind.parse::<DataType>() {
+            Ok(t) => (t, None),
+            Err(_) => (DataType::Trades, Some(Derivation::parse_label(kind)?)),
+        };
         let symbol = decode_component(parts.next()?)?;
         let date: Date = parts.next()?.strip_suffix(".parquet")?.parse().ok()?;
         if parts.next().is_some() || !valid_exchange(exchange) {
             return None;
         }
-        Some(Self::new(exchange, data_type, symbol, date))
+        Some(Self {
+            derivation,
+            ..Self::new(exchange, data_type, symbol, date)
+        })
     }
 
     /// Start of the chunk's UTC day, in microseconds since the epoch.
@@ -91,7 +133,7 @@ impl ChunkKey {
 
 impl fmt::Display for ChunkKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.exchange, self.data_type, self.symbol, self.date)
+        write!(f, "{}/{}/{}/{}", self.exchange, self.kind(), self.symbol, self.date)
     }
 }
 
@@ -183,5 +225,29 @@ mod tests {
         assert_eq!(ChunkKey::from_cache_path(&dots.cache_path()), Some(dots));
         assert_eq!(ChunkKey::from_cache_path("v0/a/trades/X/2024-01-01.parquet"), None);
         assert_eq!(ChunkKey::from_cache_path("v1/a/trades/X/2024-01-01.parquet.tmp"), None);
+    }
+
+    #[test]
+    fn derived_keys_have_their_own_paths_and_parse_back() {
+        use crate::model::{BarTime, Derivation};
+        let raw = ChunkKey::new("binance", DataType::Trades, "BTCUSDT", date(2024, 3, 1));
+        let d = Derivation::Bars {
+            interval: "5m".parse().unwrap(),
+            by: BarTime::Timestamp,
+        };
+        let k = raw.derived(d);
+        assert_eq!(
+            k.cache_path(),
+            "v1/binance/bars-v1-5m-timestamp/BTCUSDT/2024-03-01.parquet"
+        );
+        assert_eq!(k.to_string(), "binance/bars-v1-5m-timestamp/BTCUSDT/2024-03-01");
+        assert_eq!(ChunkKey::from_cache_path(&k.cache_path()), Some(k.clone()));
+        assert_ne!(k, raw);
+        assert_eq!(k.raw(), raw);
+        assert_eq!(k.url_path(), raw.url_path(), "a derived chunk names its source file");
+        assert_eq!(
+            ChunkKey::from_cache_path("v1/binance/bars-v9-5m-timestamp/BTCUSDT/2024-03-01.parquet"),
+            None
+        );
     }
 }

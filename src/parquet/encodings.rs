@@ -50,6 +50,16 @@ fn with_column_encodings(mut builder: WriterPropertiesBuilder, data_type: DataTy
     builder
 }
 
+/// Writer properties of bars (derived chunks and outputs): zstd 3, page statistics. Bars are
+/// small (a day of one-minute bars is 1,440 rows), so one row group per file.
+pub fn bars_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build()
+}
+
 /// Writer properties of cache chunk files: the outputs', because a merged output is assembled
 /// from the chunks' column chunks without re-encoding them (decode once, encode once).
 pub fn chunk_properties(data_type: DataType) -> WriterProperties {

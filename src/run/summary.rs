@@ -95,6 +95,21 @@ pub struct Uploads {
     pub failed: u64,
 }
 
+/// What `tickvault bars` did besides the chunks (absent from a download's summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BarsFigures {
+    /// Derived chunks (bars of one symbol-day-interval) served by the cache tiers.
+    pub derived_from_cache: u64,
+    /// Derived chunks computed from raw trades in this run.
+    pub derived_computed: u64,
+    /// Raw trades chunks read to compute them.
+    pub raw_chunks_read: u64,
+    /// Rows of raw trades read.
+    pub raw_rows_read: u64,
+    /// Trades that arrived more than a day after their interval (in no bar; see README, "Bars").
+    pub late_trades: u64,
+}
+
 /// The version of the JSON documents on stdout (`--json`): raised when a field changes meaning
 /// or goes away; new fields may appear without it.
 pub const JSON_SCHEMA: u32 = 1;
@@ -118,8 +133,11 @@ pub struct Summary {
     pub from: String,
     /// End of the range, exclusive (RFC 3339).
     pub to: String,
-    /// Chunks per source tier.
+    /// Chunks per source tier (for `bars`: symbol-days, by where their bars came from).
     pub chunks: ChunkCounts,
+    /// `tickvault bars` only: derived chunks and raw reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bars: Option<BarsFigures>,
     /// Rows in the chunks of this run (whole days).
     pub chunk_rows: u64,
     /// Rows in the outputs.
@@ -163,6 +181,7 @@ impl Summary {
             from: request.range.from.to_string(),
             to: request.range.to.to_string(),
             chunks: ChunkCounts::default(),
+            bars: None,
             chunk_rows: 0,
             rows: 0,
             tardis: TardisTraffic::default(),
@@ -226,6 +245,23 @@ impl Summary {
                 "{} chunk(s) are days Tardis has not finished exporting: used now, fetched again next run",
                 c.incomplete
             );
+        }
+        if let Some(b) = &self.bars {
+            let _ = writeln!(
+                s,
+                "bars: {} day-interval chunk(s) from the cache, {} computed from {} trades chunk(s) ({} rows)",
+                b.derived_from_cache,
+                b.derived_computed,
+                b.raw_chunks_read,
+                HumanCount(b.raw_rows_read)
+            );
+            if b.late_trades > 0 {
+                let _ = writeln!(
+                    s,
+                    "bars: {} trade(s) arrived more than a day after their interval and are in no bar",
+                    b.late_trades
+                );
+            }
         }
         if self.uploads.uploaded + self.uploads.failed > 0 {
             let _ = writeln!(

@@ -1,6 +1,10 @@
 //! Request paths to chunk keys. A path is parsed into a [`ChunkKey`] and must be that key's
 //! canonical path, so nothing a client sends is ever joined onto the disk: `..`, empty
 //! segments, unknown data types, bad dates, an unnormalised symbol are all refused (400).
+//! Derived chunks (bars) have paths of their own,
+//! `/v1/{exchange}/bars-v1-1m-timestamp/{SYMBOL}/{YYYY-MM-DD}.parquet`
+//! ([`ChunkKey::from_cache_path`] parses them), so an edge server serves a team's bars too;
+//! it never fetches one (a miss is a 404: clients compute bars and PUT them).
 //!
 //! Two spellings of a key's path are accepted, both exact:
 //! - the cache path itself, `/v1/{exchange}/{data_type}/{SYMBOL}/{YYYY-MM-DD}.parquet`, each
@@ -118,6 +122,31 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("/");
             assert_eq!(chunk_key(&format!("/{plain}")), Ok(k), "{symbol}");
+        }
+    }
+
+    #[test]
+    fn derived_chunks_are_served_under_their_own_paths() {
+        use crate::model::{BarTime, Derivation};
+        let k =
+            ChunkKey::new("binance-futures", DataType::Trades, "BTCUSDT", date(2024, 3, 1)).derived(Derivation::Bars {
+                interval: "15m".parse().unwrap(),
+                by: BarTime::Timestamp,
+            });
+        let path = format!("/{}", k.cache_path());
+        assert_eq!(
+            path,
+            "/v1/binance-futures/bars-v1-15m-timestamp/BTCUSDT/2024-03-01.parquet"
+        );
+        assert_eq!(chunk_key(&path), Ok(k.clone()));
+        let store = format!("/{}", StorePath::from(k.cache_path()).as_ref());
+        assert_eq!(chunk_key(&store), Ok(k));
+        for bad in [
+            "/v1/binance-futures/bars-v1-60s-timestamp/BTCUSDT/2024-03-01.parquet",
+            "/v1/binance-futures/bars-v2-1m-timestamp/BTCUSDT/2024-03-01.parquet",
+            "/v1/binance-futures/bars-v1-7m-timestamp/BTCUSDT/2024-03-01.parquet",
+        ] {
+            assert!(chunk_key(bad).is_err(), "{bad}");
         }
     }
 

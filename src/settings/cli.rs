@@ -20,6 +20,8 @@ const EXCHANGE_ID: &str = "exchange_id";
 pub enum CommandKind {
     /// `tickvault download`.
     Download,
+    /// `tickvault bars`.
+    Bars,
     /// `tickvault cache stats`.
     CacheStats,
     /// `tickvault cache verify`.
@@ -117,6 +119,14 @@ Examples:
   See what a run would do, without fetching or writing:
     tickvault download --job nightly --dry-run";
 
+const BARS_EXAMPLES: &str = "\
+Examples:
+  One-minute and hourly bars of two symbols for March:
+    tickvault bars -e binance-futures -s BTCUSDT,ETHUSDT --interval 1m,1h \\
+        --from 2024-03-01 --to 2024-04-01 -o ./bars
+  Daily bars with every empty day filled, keeping only the bars in the cache:
+    tickvault bars -e deribit -s BTC-PERPETUAL --interval 1d --fill --no-keep-raw --from 2024-01-01 --to 2025-01-01";
+
 /// The whole command tree.
 pub fn command() -> Command {
     let cache_cmd =
@@ -136,6 +146,16 @@ pub fn command() -> Command {
                 false,
             )
             .after_help(EXAMPLES),
+        )
+        .subcommand(
+            with_options(
+                Command::new("bars").about(
+                    "OHLCV bars from trades, exact, cached and shared like chunks: one merged file per interval.",
+                ),
+                Scope::BARS,
+                false,
+            )
+            .after_help(BARS_EXAMPLES),
         )
         .subcommand(with_options(
             Command::new("exchanges")
@@ -258,6 +278,7 @@ fn leaf(m: &ArgMatches) -> Result<(CommandKind, &ArgMatches, Scope), ParseError>
             None => (CommandKind::CacheStats, c, Scope::CACHE),
         },
         Some(("serve", l)) => (CommandKind::Serve, l, Scope::SERVE),
+        Some(("bars", l)) => (CommandKind::Bars, l, Scope::BARS),
         Some(("exchanges", l)) => (CommandKind::Exchanges, l, Scope::EXCHANGES),
         Some(("config", l)) => (CommandKind::Config, l, ALL),
         Some(("completions", l)) => {

@@ -3,6 +3,7 @@
 //! immutable settings of a command. Everything a user can get wrong is checked here, before
 //! any network traffic or lasting file write, and reported as a [`UsageError`] (exit code 2).
 
+mod bars;
 mod checks;
 pub mod cli;
 mod layers;
@@ -25,6 +26,7 @@ use crate::output::Order;
 use crate::parquet::mac::MacKey;
 use crate::run::plan::Request;
 use crate::tardis::Secret;
+pub use bars::BarsSettings;
 use options::Options;
 pub use serve::ServeSettings;
 

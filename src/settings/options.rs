@@ -19,19 +19,22 @@ pub(crate) mod heading {
     pub const LIST: &str = "What to list";
     pub const LIMITS: &str = "Limits on hostile input";
     pub const SERVE: &str = "Edge cache server";
+    pub const BARS: &str = "Bars";
 }
 
-use heading::{CACHE, FETCH, LIMITS, LIST, NETWORK, PRUNE, SERVE, TOOL, WRITE};
+use heading::{BARS, CACHE, FETCH, LIMITS, LIST, NETWORK, PRUNE, SERVE, TOOL, WRITE};
 
-const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE;
+/// `download` and `bars` (every option of `download` that `bars` takes too).
+const DL: Scope = Scope::DOWNLOAD_OR_BARS;
+const BOTH: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::BARS);
 /// Options of `download` that `tickvault exchanges` takes too (it reads the metadata API
 /// through the same cache directory).
-const DL_EXCH: Scope = Scope::DOWNLOAD.or(Scope::EXCHANGES);
-const ALL_THREE: Scope = Scope::DOWNLOAD_AND_CACHE.or(Scope::EXCHANGES);
+const DL_EXCH: Scope = DL.or(Scope::EXCHANGES);
+const ALL_THREE: Scope = BOTH.or(Scope::EXCHANGES);
 /// The cache tiers: `download`, the `cache` commands and `serve`.
 const TIERS: Scope = BOTH.or(Scope::SERVE);
 /// Fetching from Tardis: `download` and `serve`.
-const TARDIS: Scope = Scope::DOWNLOAD.or(Scope::SERVE);
+const TARDIS: Scope = DL.or(Scope::SERVE);
 /// Tardis's APIs: `download`, `exchanges` and `serve`.
 const APIS: Scope = DL_EXCH.or(Scope::SERVE);
 /// The cache directory and connecting: every command but the listings of the tool.
@@ -44,7 +47,7 @@ options! {
     symbols: Vec<String> { short: Some('s'), value_name: "LIST", heading: FETCH }
     /// Comma-separated data types: trades, incremental_book_L2, book_snapshot_25,
     /// book_snapshot_5, quotes, book_ticker, derivative_ticker, liquidations, options_chain.
-    data_types: Vec<String> { short: Some('t'), value_name: "LIST", heading: FETCH, default: Some("trades") }
+    data_types: Vec<String> { short: Some('t'), value_name: "LIST", heading: FETCH, scope: Scope::DOWNLOAD, default: Some("trades") }
     /// Start (UTC): YYYY-MM-DD, RFC 3339, or relative: today, yesterday, today-7d, -7d (= today-7d),
     /// now-6h.
     from: String { value_name: "DATE", heading: FETCH }
@@ -54,7 +57,7 @@ options! {
     job: String { value_name: "NAME", heading: FETCH, scope: Scope::GLOBAL, in_file: false }
     /// Print the plan (each chunk, the tier expected to serve it, whether its day is exported,
     /// the outputs) and exit; no dataset request, nothing written.
-    dry_run: bool { heading: FETCH, default: Some("false") }
+    dry_run: bool { heading: FETCH, scope: Scope::DOWNLOAD, default: Some("false") }
     /// The instant relative dates count from, RFC 3339 [default: the clock]; replays a nightly
     /// job as of another day.
     now: String { value_name: "TIME", heading: FETCH, in_file: false }
@@ -74,7 +77,7 @@ options! {
     partitioned: bool { heading: WRITE, default: Some("false") }
     /// Row order of a merged file: symbol (symbols as given, days in order; copied from the cache
     /// without re-encoding) or time (all symbols interleaved by local_timestamp; re-encoded).
-    order: String { value_name: "symbol|time", heading: WRITE, default: Some("symbol") }
+    order: String { value_name: "symbol|time", heading: WRITE, scope: Scope::DOWNLOAD, default: Some("symbol") }
     /// Replace an output that holds the data of another request (else exit 2).
     overwrite: bool { heading: WRITE, default: Some("false") }
 
@@ -173,6 +176,18 @@ options! {
     shutdown_timeout: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("30s") }
     /// How long proxied exchange metadata (/v1/exchanges...) is kept.
     metadata_ttl: Duration { value_name: "DURATION", heading: SERVE, scope: Scope::SERVE, default: Some("10m") }
+
+    /// Comma-separated bar lengths, each dividing a day: 1s, 1m, 5m, 15m, 1h, 4h, 1d (the UTC day).
+    interval: Vec<String> { value_name: "LIST", heading: BARS, scope: Scope::BARS }
+    /// The timestamp that puts a trade in its bar: timestamp (the exchange's) or local_timestamp
+    /// (arrival at Tardis).
+    by: String { value_name: "COLUMN", heading: BARS, scope: Scope::BARS, default: Some("timestamp") }
+    /// Add the empty intervals after a symbol's first trade: open, high, low and close the
+    /// previous close, zero volumes and trades, no vwap.
+    fill: bool { heading: BARS, scope: Scope::BARS, default: Some("false") }
+    /// Keep the raw trades chunks in the cache tiers (--no-keep-raw computes the bars and
+    /// stores only them).
+    keep_raw: bool { heading: BARS, scope: Scope::BARS, default: Some("true") }
 
     /// Keep the local cache at most this big, e.g. 50GiB.
     prune_max_size: Size { flag: Some("max-size"), value_name: "SIZE", heading: PRUNE, scope: Scope::PRUNE }

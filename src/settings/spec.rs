@@ -24,6 +24,11 @@ impl Scope {
     pub const EXCHANGES: Scope = Scope(16);
     /// `tickvault serve`.
     pub const SERVE: Scope = Scope(32);
+    /// `tickvault bars`.
+    pub const BARS: Scope = Scope(64);
+    /// `download` and `bars` (bars take the tiers, limits, validation and summary options of
+    /// a download).
+    pub const DOWNLOAD_OR_BARS: Scope = Scope(1 | 64);
     /// Every command (what `tickvault config` shows).
     pub const ANY: Scope = Scope(u8::MAX);
     /// `download` and the `cache` commands.
@@ -97,7 +102,7 @@ impl Spec {
         help: "",
         heading: "",
         default: None,
-        scope: Scope::DOWNLOAD,
+        scope: Scope::DOWNLOAD_OR_BARS,
         secret: false,
         in_file: true,
         kind: Kind::Value,

@@ -1,6 +1,7 @@
 //! tickvault's integration tests: the real binary (and library) against a fake Tardis server,
 //! a real nginx WebDAV and moto's S3 for the remote cache tier, and real Parquet readers.
 
+mod bars; // tickvault bars: exact against a plain fold, cached in every tier, remote-only, unexported days
 mod cache_cmd; // cache stats/verify/prune, two processes sharing a cache directory
 mod cli; // the command-line contract: bad input, --json, config files
 mod completeness; // days not yet exported: exit 3, --wait, --allow-incomplete

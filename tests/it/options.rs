@@ -24,6 +24,7 @@ fn sample(spec: &Spec, config: &str) -> (String, String) {
         ("listen", _) => same("0.0.0.0:9090"),
         ("remote_cache_mode", _) => same("read-only"),
         ("order", _) => same("time"),
+        ("by", _) => same("local_timestamp"),
         ("log_format", _) => same("json"),
         ("color", _) => same("always"),
         ("progress", _) => same("plain"),

@@ -217,6 +217,7 @@ pub enum Cell {
     F64(u64),
     Ts(i64),
     Bool(bool),
+    U64(u64),
 }
 
 impl Cell {
@@ -255,6 +256,7 @@ pub fn batch_rows(b: &RecordBatch) -> Vec<Vec<Cell>> {
                     ArrowType::Float64 => Cell::f64(col.as_primitive::<Float64Type>().value(r)),
                     ArrowType::Timestamp(_, _) => Cell::Ts(col.as_primitive::<TimestampMicrosecondType>().value(r)),
                     ArrowType::Boolean => Cell::Bool(col.as_boolean().value(r)),
+                    ArrowType::UInt64 => Cell::U64(col.as_primitive::<arrow_array::types::UInt64Type>().value(r)),
                     other => panic!("unexpected column type {other}"),
                 }
             });
