@@ -563,3 +563,73 @@ async fn bad_intervals_and_one_file_for_two_intervals_are_usage_errors() {
     }
     assert_eq!(env.tardis.requests().len(), 0);
 }
+
+/// README's DuckDB query, run as written (the path made absolute) over bars of the real
+/// sample, agrees with the same figures computed from the bars themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_duckdb_query_runs_over_the_output() {
+    let python = std::env::var_os("TICKVAULT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .expect("TICKVAULT_TEST_PYTHON must name a python with duckdb (scripts/test.sh installs it)");
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Bars").expect("a Bars section")..];
+    let start = section.find("```sql\n").expect("a sql block") + 7;
+    let sql = &section[start..start + section[start..].find("```").unwrap()];
+    let env = Env::new().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real/nautilus_trader");
+    let d = date("2020-02-22");
+    let text = std::fs::read_to_string(root.join("trades.csv")).unwrap();
+    env.tardis.add_csv(EX, "trades", d, "BTCUSDT", &text);
+    for n in [d.yesterday().unwrap(), d.tomorrow().unwrap()] {
+        env.tardis
+            .add_gz(EX, "trades", n, "BTCUSDT", fake_tardis::generate::gzip(b""));
+    }
+    let out = env.out.join("bars");
+    bars(
+        &env,
+        &[
+            "-e",
+            EX,
+            "-s",
+            "BTCUSDT",
+            "--interval",
+            "1m",
+            "--from",
+            "2020-02-22",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await
+    .ok();
+    let file = out.join(format!("{EX}_bars-1m_BTCUSDT_2020-02-22_2020-02-23.parquet"));
+    let readme_path = "bars/binance-futures_bars-1m_BTCUSDT+ETHUSDT_2024-03-01_2024-04-01.parquet";
+    assert!(sql.contains(readme_path), "{sql}");
+    let sql = sql.replace(readme_path, file.to_str().unwrap());
+    let csv_out = env.dir.path().join("query.csv");
+    let script = "import duckdb, sys\nduckdb.sql(sys.argv[1]).write_csv(sys.argv[2])";
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &sql, csv_out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<String>> = std::fs::read_to_string(&csv_out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    // The sample spans three hours: three rows, busiest first, whose volumes add up to the
+    // trades'.
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r[0] == "BTCUSDT"));
+    let volumes: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    assert!(volumes.windows(2).all(|w| w[0] >= w[1]), "{volumes:?}");
+    let volume: f64 = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(7).unwrap().parse::<f64>().unwrap())
+        .sum();
+    let got: f64 = volumes.iter().sum();
+    assert!((got - volume).abs() < 1e-6 * volume, "{got} vs {volume}");
+}
