@@ -33,7 +33,7 @@ pub struct TierStats {
     pub entries: u64,
     /// Bytes.
     pub bytes: u64,
-    /// `"exchange/data_type"` → counts.
+    /// `"exchange/data_type"` (or `"exchange/bars-v1-1m-timestamp"` for derived chunks) → counts.
     pub groups: BTreeMap<String, Group>,
     /// Why the tier could not be listed, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,7 @@ impl TierStats {
             s.bytes += e.bytes;
             let g = s
                 .groups
-                .entry(format!("{}/{}", e.key.exchange, e.key.data_type))
+                .entry(format!("{}/{}", e.key.exchange, e.key.kind()))
                 .or_default();
             g.entries += 1;
             g.bytes += e.bytes;

@@ -446,6 +446,39 @@ async fn the_real_samples_fold_exactly() {
             assert!(!rows.is_empty());
             assert_eq!(rows, expected, "{file} {interval}");
         }
+        // The partitioned layout: one file per symbol-day, the same rows.
+        let lake = env.out.join(format!("{exchange}-lake"));
+        let run = bars(
+            &env,
+            &[
+                "-e",
+                exchange,
+                "-s",
+                symbol,
+                "--interval",
+                "1m",
+                "--from",
+                day,
+                "--partitioned",
+                "-o",
+                lake.to_str().unwrap(),
+            ],
+        )
+        .await;
+        run.ok();
+        let part = lake.join(format!("bars-1m/exchange={exchange}/date={day}/{symbol}.parquet"));
+        assert_eq!(files_under(&lake), vec![part.clone()]);
+        let start = day_start(d);
+        let expected = reference(
+            exchange,
+            symbol,
+            &[vec![], trades.clone(), vec![]],
+            60_000_000,
+            false,
+            (start, start + DAY),
+            false,
+        );
+        assert_eq!(read_parquet(&part).1, expected, "{file} partitioned");
     }
 }
 
