@@ -48,7 +48,9 @@ impl HttpPut {
 
     fn url(&self, path: &str) -> Url {
         let mut u = self.base.clone();
-        u.set_path(&format!("{}/{}", self.base.path(), path.trim_start_matches('/')));
+        // An http URL's path is never empty ("/" at least): join without doubling the slash.
+        let base = self.base.path().trim_end_matches('/');
+        u.set_path(&format!("{base}/{}", path.trim_start_matches('/')));
         u
     }
 
