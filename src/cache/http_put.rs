@@ -48,7 +48,9 @@ impl HttpPut {
 
     fn url(&self, path: &str) -> Url {
         let mut u = self.base.clone();
-        u.set_path(&format!("{}/{}", self.base.path(), path.trim_start_matches('/')));
+        // An http URL's path is never empty ("/" at least): join without doubling the slash.
+        let base = self.base.path().trim_end_matches('/');
+        u.set_path(&format!("{base}/{}", path.trim_start_matches('/')));
         u
     }
 
@@ -93,6 +95,24 @@ impl HttpPut {
             Ok(())
         } else {
             Err(err(format!("PUT {path}: HTTP {status}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_join_the_base_with_one_slash() {
+        for (base, want) in [
+            ("http://h:1", "http://h:1/v1/a.parquet"),
+            ("http://h:1/", "http://h:1/v1/a.parquet"),
+            ("http://h:1/cache", "http://h:1/cache/v1/a.parquet"),
+            ("http://h:1/cache/", "http://h:1/cache/v1/a.parquet"),
+        ] {
+            let put = HttpPut::new(&Url::parse(base).unwrap(), None, std::time::Duration::from_secs(1)).unwrap();
+            assert_eq!(put.url("v1/a.parquet").as_str(), want, "{base}");
         }
     }
 }
