@@ -70,7 +70,7 @@ impl ChunkKey {
         }
         let exchange = parts.next()?;
         let data_type: DataType = parts.next()?.parse().ok()?;
-        let symbol = decode_component(parts.next()?)?;
+        let symbol = percent_decode(parts.next()?)?;
         let date: Date = parts.next()?.strip_suffix(".parquet")?.parse().ok()?;
         if parts.next().is_some() || !valid_exchange(exchange) {
             return None;
@@ -134,7 +134,8 @@ fn encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
     out
 }
 
-fn decode_component(s: &str) -> Option<String> {
+/// Percent-decodes one path segment; `None` for a bad escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -10,6 +10,7 @@ mod speed;
 pub(crate) mod testing;
 
 pub use batch::{BatchStats, local_ts};
+pub(crate) use chunk::percent_decode;
 pub use chunk::{CACHE_LAYOUT_VERSION, ChunkKey, fs_component, normalize_symbol, valid_exchange};
 pub use data_type::{Column, ColumnKind, DataType, LOCAL_TIMESTAMP, LOCAL_TIMESTAMP_INDEX, Sizing, UnknownDataType};
 pub use range::{RangeError, TimeRange, day_start, parse_instant, parse_instant_at};
