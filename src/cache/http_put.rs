@@ -98,3 +98,21 @@ impl HttpPut {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_join_the_base_with_one_slash() {
+        for (base, want) in [
+            ("http://h:1", "http://h:1/v1/a.parquet"),
+            ("http://h:1/", "http://h:1/v1/a.parquet"),
+            ("http://h:1/cache", "http://h:1/cache/v1/a.parquet"),
+            ("http://h:1/cache/", "http://h:1/cache/v1/a.parquet"),
+        ] {
+            let put = HttpPut::new(&Url::parse(base).unwrap(), None, std::time::Duration::from_secs(1)).unwrap();
+            assert_eq!(put.url("v1/a.parquet").as_str(), want, "{base}");
+        }
+    }
+}

@@ -71,6 +71,18 @@ impl LocalStore {
         temps::sweep_dead(&self.root, true).len()
     }
 
+    /// [`Self::sweep_dead_temps`] off the async runtime, logging what it removed (at the start
+    /// of a run or of a server).
+    pub async fn sweep_dead_temps_logged(&self) {
+        let local = self.clone();
+        let swept = tokio::task::spawn_blocking(move || local.sweep_dead_temps())
+            .await
+            .unwrap_or_default();
+        if swept > 0 {
+            tracing::info!("removed {swept} temporary files left by processes that no longer run");
+        }
+    }
+
     /// A temporary file beside the chunk's final path, renamed into place by its commit.
     ///
     /// # Errors

@@ -87,15 +87,7 @@ pub(super) async fn wire(
         .await
         .map_err(|e| StoreError::io("locking the cache", std::io::Error::other(e)))??;
     let local = LocalStore::open(&settings.cache.cache_dir)?;
-    let swept = {
-        let local = local.clone();
-        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
-            .await
-            .unwrap_or_default()
-    };
-    if swept > 0 {
-        tracing::info!("removed {swept} temporary files left by processes that no longer run");
-    }
+    local.sweep_dead_temps_logged().await;
     let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::new(settings.cache.memory_cache));
     let remote = settings
         .cache

@@ -34,15 +34,7 @@ pub enum ServeCommandError {
 /// [`ServeCommandError`] when the tiers, the fetcher or the listener cannot be set up.
 pub(super) async fn run(settings: &ServeSettings) -> Result<(), ServeCommandError> {
     let local = LocalStore::open(&settings.cache.cache_dir).map_err(DownloadError::Cache)?;
-    let swept = {
-        let local = local.clone();
-        tokio::task::spawn_blocking(move || local.sweep_dead_temps())
-            .await
-            .unwrap_or_default()
-    };
-    if swept > 0 {
-        tracing::info!("removed {swept} temporary files left by processes that no longer run");
-    }
+    local.sweep_dead_temps_logged().await;
     let memory = (settings.cache.memory_cache > 0).then(|| MemoryStore::holding_files(settings.cache.memory_cache));
     let remote = settings
         .cache

@@ -38,23 +38,8 @@ impl Fetcher {
         }
         debug!("GET {} (attempt {n})", key.url_path());
         let response = self.client.get_dataset(key, n).await;
-        if let Err(e) = &response
-            && e.stops_the_run()
-        {
-            match e {
-                HttpError::Status { status: 401, .. } => {
-                    self.admission.stop(format!("Tardis refused the API key ({e})"), None);
-                }
-                HttpError::QuotaExhausted { retry_after, .. } => {
-                    self.admission.stop(e.to_string(), Some(*retry_after));
-                }
-                // Reported once, as the run's error.
-                HttpError::Unreachable { .. } => {
-                    self.set_unreachable(e.to_string());
-                    self.admission.stop_with(e.to_string(), None, false);
-                }
-                _ => self.admission.stop(e.to_string(), None),
-            }
+        if let Err(e) = &response {
+            self.stop_if_fatal(e);
         }
         // The answer's status is known (and a fatal one recorded): the other chunks may start.
         self.probes.arrive(key);
@@ -110,6 +95,28 @@ impl Fetcher {
                     decoded: decoded.map(Into::into),
                 })
             }
+        }
+    }
+
+    /// Stops the run on an answer every request would get (a refused key, an exhausted quota,
+    /// an unreachable host): for good, or for a quota until it resets.
+    fn stop_if_fatal(&self, e: &HttpError) {
+        if !e.stops_the_run() {
+            return;
+        }
+        match e {
+            HttpError::Status { status: 401, .. } => {
+                self.admission.stop(format!("Tardis refused the API key ({e})"), None);
+            }
+            HttpError::QuotaExhausted { retry_after, .. } => {
+                self.admission.stop(e.to_string(), Some(*retry_after));
+            }
+            // Reported once, as the run's error.
+            HttpError::Unreachable { .. } => {
+                self.set_unreachable(e.to_string());
+                self.admission.stop_with(e.to_string(), None, false);
+            }
+            _ => self.admission.stop(e.to_string(), None),
         }
     }
 

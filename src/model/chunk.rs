@@ -109,7 +109,7 @@ impl ChunkKey {
             Ok(t) => (t, None),
             Err(_) => (DataType::Trades, Some(Derivation::parse_label(kind)?)),
         };
-        let symbol = decode_component(parts.next()?)?;
+        let symbol = percent_decode(parts.next()?)?;
         let date: Date = parts.next()?.strip_suffix(".parquet")?.parse().ok()?;
         if parts.next().is_some() || !valid_exchange(exchange) {
             return None;
@@ -176,7 +176,8 @@ fn encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
     out
 }
 
-fn decode_component(s: &str) -> Option<String> {
+/// Percent-decodes one path segment; `None` for a bad escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

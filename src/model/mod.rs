@@ -11,6 +11,7 @@ mod speed;
 pub(crate) mod testing;
 
 pub use batch::{BatchStats, local_ts};
+pub(crate) use chunk::percent_decode;
 pub use chunk::{CACHE_LAYOUT_VERSION, ChunkKey, fs_component, normalize_symbol, valid_exchange};
 pub use data_type::{Column, ColumnKind, DataType, LOCAL_TIMESTAMP, LOCAL_TIMESTAMP_INDEX, Sizing, UnknownDataType};
 pub use derivation::{BARS_VERSION, BarTime, DAY_MICROS, Derivation, Interval};

@@ -18,7 +18,7 @@
 
 use object_store::path::Path as StorePath;
 
-use crate::model::{ChunkKey, normalize_symbol};
+use crate::model::{ChunkKey, normalize_symbol, percent_decode};
 
 /// Why a path is not a chunk key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +35,7 @@ pub fn chunk_key(raw: &str) -> Result<ChunkKey, BadPath> {
     ))?;
     let segments: Vec<String> = rel
         .split('/')
-        .map(|s| decode(s).ok_or(BadPath("bad percent-encoding")))
+        .map(|s| percent_decode(s).ok_or(BadPath("bad percent-encoding")))
         .collect::<Result<_, _>>()?;
     if segments.iter().any(|s| s.is_empty() || s == "." || s == "..") {
         return Err(BadPath("empty, '.' or '..' segment"));
@@ -66,27 +66,9 @@ fn direct(joined: &str) -> Option<ChunkKey> {
 
 /// `segments` are object_store path parts of a key's cache path, exactly.
 fn store_encoded(segments: &[String], joined: &str) -> Option<ChunkKey> {
-    let inner: Vec<String> = segments.iter().map(|s| decode(s)).collect::<Option<_>>()?;
+    let inner: Vec<String> = segments.iter().map(|s| percent_decode(s)).collect::<Option<_>>()?;
     let key = direct(&inner.join("/"))?;
     (StorePath::from(key.cache_path()).as_ref() == joined).then_some(key)
-}
-
-/// Percent-decodes one segment; `None` for a bad escape or bytes that are not UTF-8.
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
