@@ -181,35 +181,73 @@ pub(super) async fn run(
         tiered.finish().await
     };
     reporter.finish();
-    let mut summary = Summary::begin(&dl.request);
-    tally(&mut summary, &plan, &results);
-    let status = if interrupted {
-        RunStatus::Interrupted
-    } else {
-        super::download::status(summary.chunks.failed, &written)
-    };
-    summary.data_types = settings
-        .intervals
-        .iter()
-        .map(|i| output::kind(*i, settings.by))
-        .collect();
-    summary.bars = Some(figures);
-    summary.rows = written.outputs.iter().map(|o| o.rows).sum();
-    summary.tardis = TardisTraffic {
+    let traffic = TardisTraffic {
         requests: stats.requests.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
         bytes: stats.bytes.load(Ordering::Relaxed),
         metadata_requests: metadata.requests(),
         retries_by_reason: stats.retries_by_reason(),
     };
-    summary.uploads = Uploads {
-        uploaded: uploaded.uploaded,
-        failed: uploaded.failed,
+    let ended = Ended {
+        written,
+        uploads: Uploads {
+            uploaded: uploaded.uploaded,
+            failed: uploaded.failed,
+        },
+        figures,
+        interrupted,
+        publication: PublicationSummary::new(&publication, withhold),
     };
-    summary.publication = PublicationSummary::new(&publication, withhold);
-    summary.outputs = written.outputs;
-    summary.skipped_outputs = [written.refused, written.failed, written.withheld].concat();
-    Ok(summary.end(status, started.elapsed().as_secs_f64()))
+    Ok(summarize(settings, &plan, &results, ended, traffic).end_with(started))
+}
+
+/// What a run came to, for its summary.
+struct Ended {
+    written: Written,
+    uploads: Uploads,
+    figures: BarsFigures,
+    interrupted: bool,
+    publication: PublicationSummary,
+}
+
+/// The summary of a bars run and its status.
+fn summarize(
+    settings: &BarsSettings,
+    plan: &Plan,
+    results: &DayResults,
+    ended: Ended,
+    traffic: TardisTraffic,
+) -> Closing {
+    let mut summary = Summary::begin(&settings.download.request);
+    tally(&mut summary, plan, results);
+    let w = ended.written;
+    let status = if ended.interrupted {
+        RunStatus::Interrupted
+    } else {
+        super::download::status(summary.chunks.failed, &w)
+    };
+    summary.data_types = settings
+        .intervals
+        .iter()
+        .map(|i| output::kind(*i, settings.by))
+        .collect();
+    summary.bars = Some(ended.figures);
+    summary.rows = w.outputs.iter().map(|o| o.rows).sum();
+    summary.tardis = traffic;
+    summary.uploads = ended.uploads;
+    summary.publication = ended.publication;
+    summary.outputs = w.outputs;
+    summary.skipped_outputs = [w.refused, w.failed, w.withheld].concat();
+    Closing(summary, status)
+}
+
+/// A summary waiting for its status and wall time.
+struct Closing(Summary, RunStatus);
+
+impl Closing {
+    fn end_with(self, started: Instant) -> Summary {
+        self.0.end(self.1, started.elapsed().as_secs_f64())
+    }
 }
 
 /// Resolves the bars of every symbol-day of the plan, a bounded number at once.
