@@ -80,7 +80,7 @@ fn fetcher(
         retry: settings.retry,
         spool_dir: local.spool_dir(),
         keep_decoded: (settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0)
-            .then_some(settings.cache.memory_cache),
+            .then(|| MemoryStore::largest_entry(settings.cache.memory_cache)),
         exported_until: publication.exported_until,
         min_speed: settings.min_speed,
         limits: settings.limits,
