@@ -12,7 +12,6 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::execute::output_target;
-use super::plan::Plan;
 use super::summary::JSON_SCHEMA;
 use crate::cache::chunk_file::read_meta;
 use crate::cache::{LocalStore, RemoteStore};
@@ -94,7 +93,7 @@ impl DryRun {
     /// The remote cache URL cannot be opened.
     pub async fn build(settings: &DownloadSettings) -> Result<Self, DownloadError> {
         let request = &settings.request;
-        let plan = Plan::new(request);
+        let plan = super::shard::planned(request, settings.shard);
         let keys: Vec<ChunkKey> = plan.requests.iter().map(|(k, _)| k.clone()).collect();
         let local = local_hits(settings, keys.clone()).await;
         let remote = remote_hits(settings, &keys, &local).await?;

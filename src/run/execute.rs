@@ -19,7 +19,7 @@ use super::publication::Publication;
 use super::report::Reporter;
 use super::summary::{ChunkCounts, Failure};
 use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
-use crate::fetch::Fetcher;
+use crate::fetch::{FetchStats, Fetcher};
 use crate::model::{ChunkKey, DataType, TimeRange};
 use crate::output::lock::OutputLock;
 use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
@@ -30,13 +30,32 @@ use crate::tardis::redact_url;
 /// Each chunk's outcome.
 pub(crate) type Results = HashMap<ChunkKey, Result<Resolved, Arc<ResolveError>>>;
 
+/// `--max-transfer`: the bytes fetched from Tardis so far, and the most a run may fetch
+/// before it stops starting chunks.
+#[derive(Clone, Copy)]
+pub(crate) struct TransferBudget<'a> {
+    /// The fetcher's counters.
+    pub stats: &'a FetchStats,
+    /// The limit in bytes.
+    pub max: u64,
+}
+
+impl TransferBudget<'_> {
+    /// Whether the run has fetched its budget.
+    pub fn spent(&self) -> bool {
+        self.stats.bytes.load(std::sync::atomic::Ordering::Relaxed) >= self.max
+    }
+}
+
 /// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at
-/// once, until done or `cancel`led.
+/// once, until done, `cancel`led, or the transfer `budget` is spent (then no chunk is started,
+/// those in flight finish).
 pub(crate) async fn resolve_all(
     tiered: &Arc<Tiered>,
     fetcher: Option<&Fetcher>,
     plan: &Plan,
     concurrency: usize,
+    budget: Option<TransferBudget<'_>>,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> Results {
@@ -52,6 +71,7 @@ pub(crate) async fn resolve_all(
     loop {
         while running.len() < width
             && !cancel.is_cancelled()
+            && !budget.is_some_and(|b| b.spent())
             && let Some(key) = jobs.pop()
         {
             let tiered = tiered.clone();
@@ -229,16 +249,19 @@ pub(crate) async fn write_outputs(
             .map(|k| results.get(*k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
             .collect();
         let Some(chunks) = chunks else {
-            let missing = wanted
+            let failed = wanted
                 .iter()
-                .filter(|k| !matches!(results.get(**k), Some(Ok(_))))
+                .filter(|k| matches!(results.get(**k), Some(Err(_))))
                 .count();
+            let pending = wanted.iter().filter(|k| !results.contains_key(**k)).count();
+            let what = match (failed, pending) {
+                (f, 0) => format!("{f} of {} chunks failed", wanted.len()),
+                (0, p) => format!("{p} of {} chunks not fetched yet", wanted.len()),
+                (f, p) => format!("{f} of {} chunks failed and {p} not fetched yet", wanted.len()),
+            };
             w.failed.push(Failure {
                 chunk: data_type.to_string(),
-                error: format!(
-                    "{missing} of {} chunks failed; no partial file is written",
-                    wanted.len()
-                ),
+                error: format!("{what}; no partial file is written"),
             });
             continue;
         };

@@ -113,6 +113,12 @@ pub struct DownloadSettings {
     pub json: bool,
     /// Print the plan and stop.
     pub dry_run: bool,
+    /// With the dry run: price the plan.
+    pub estimate: Option<crate::run::estimate::EstimateParams>,
+    /// This worker's share of the chunks (`--shard`).
+    pub shard: Option<crate::run::shard::Shard>,
+    /// Stop starting chunks after this many bytes from Tardis (`--max-transfer`).
+    pub max_transfer: Option<u64>,
 }
 
 /// Reads a layered option that has a default.
@@ -147,6 +153,20 @@ impl DownloadSettings {
         let concurrency = concurrency(o)?;
         let rate_limit = rate_limit(o)?;
         let retry = retry_policy(o)?;
+        let dry_run = defaulted(&o.dry_run);
+        let estimate = estimate(o, dry_run)?;
+        let shard = o
+            .shard
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|raw| crate::run::shard::parse(raw, &|name| std::env::var(name).ok()))
+            .transpose()
+            .map_err(usage)?;
+        let max_transfer = match o.max_transfer {
+            Some(spec::Size(0)) => return Err(usage("invalid --max-transfer 0: expected a size such as 400GB")),
+            Some(spec::Size(n)) => Some(n),
+            None => None,
+        };
         Ok(Self {
             request,
             output,
@@ -170,9 +190,39 @@ impl DownloadSettings {
             min_speed: min_speed(o),
             limits: limits(o)?,
             json: defaulted(&o.json),
-            dry_run: defaulted(&o.dry_run),
+            dry_run,
+            estimate,
+            shard,
+            max_transfer,
         })
     }
+}
+
+/// The estimate's parameters, with `--dry-run --estimate` only.
+fn estimate(o: &Options, dry_run: bool) -> Result<Option<crate::run::estimate::EstimateParams>, UsageError> {
+    if !defaulted(&o.estimate) {
+        return Ok(None);
+    }
+    if !dry_run {
+        return Err(usage("--estimate prices a plan: give it with --dry-run"));
+    }
+    let workers = defaulted(&o.workers);
+    if !(1..=crate::run::shard::MAX_SHARDS as usize).contains(&workers) {
+        return Err(usage(format!(
+            "invalid --workers {workers}: expected 1 to {}",
+            crate::run::shard::MAX_SHARDS
+        )));
+    }
+    let throughput = defaulted(&o.throughput).0;
+    if throughput == 0 {
+        return Err(usage("invalid --throughput 0: expected bytes per second such as 17MB"));
+    }
+    Ok(Some(crate::run::estimate::EstimateParams {
+        workers: workers as u64,
+        throughput,
+        limit_daily: o.plan_limit_daily.map(|s| s.0).filter(|&n| n > 0),
+        limit_requests: o.plan_limit_requests.map(|n| n as u64).filter(|&n| n > 0),
+    }))
 }
 
 /// Downloads in flight (`--concurrency`), checked.

@@ -1,0 +1,363 @@
+//! Scale out: `--shard K/N` workers started together against one S3 remote (moto), then one
+//! final `--offline` run that writes the merged output from the remote alone; a killed shard
+//! run again on its own; `--shard auto` from each scheduler's variables; `--max-transfer`
+//! stopping a run (exit 3) and the next one resuming.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::moto::Moto;
+use crate::support::{Env, KEY, Run, date, files_under};
+
+const SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
+const DAYS: [&str; 3] = ["2024-03-01", "2024-03-02", "2024-03-03"];
+const ARGS: [&str; 8] = [
+    "-e",
+    "binance-futures",
+    "-s",
+    "BTCUSDT,ETHUSDT,SOLUSDT",
+    "--from",
+    "2024-03-01",
+    "--to",
+    "2024-03-04",
+];
+const MERGED: &str = "binance-futures_trades_BTCUSDT+ETHUSDT+SOLUSDT_2024-03-01_2024-03-04.parquet";
+
+/// Nine chunks: three symbols × three days of trades.
+fn serve(env: &Env) {
+    for (d, day) in DAYS.iter().enumerate() {
+        for (s, sym) in SYMBOLS.iter().enumerate() {
+            env.serve_generated("binance-futures", "trades", sym, date(day), 2_000, (d * 10 + s) as u64);
+        }
+    }
+}
+
+/// `download ARGS --json --cache-dir CACHE -o OUT EXTRA`, with moto's environment.
+fn cmd(env: &Env, moto: &Moto, cache: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = env.cmd();
+    for (k, v) in moto.env() {
+        c.env(k, v);
+    }
+    c.arg("download").args(ARGS).args(["--api-key", KEY, "--json"]);
+    c.arg("--cache-dir").arg(cache).arg("-o").arg(out).args(extra);
+    c
+}
+
+/// The dataset paths requested from the fake Tardis, with how often.
+fn requested(env: &Env) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in env.tardis.dataset_requests() {
+        *m.entry(r.path).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Files under `dir`, by path relative to it, with their bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The chunks `--dry-run` plans for `extra` (a shard), as `exchange/type/SYMBOL/date`.
+async fn planned(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut c = env.cmd();
+    c.arg("download")
+        .args(ARGS)
+        .args(["--api-key", KEY, "--json", "--dry-run"])
+        .args(extra);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    crate::support::run(c).await
+}
+
+fn chunk_list(run: &Run) -> Vec<String> {
+    run.ok();
+    run.json()["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_shards_then_an_offline_merge_equal_a_single_machine_pull() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("scale-out").await;
+    let remote = format!("s3://{bucket}/team");
+    let env = Env::new().await;
+    serve(&env);
+    let root = env.dir.path().to_path_buf();
+
+    // Three workers on three machines (own cache dirs), started together, one S3 remote,
+    // each writing its share of one partitioned output.
+    let shard = |k: usize| {
+        let cache = root.join(format!("shard{k}"));
+        let out = root.join(format!("lake{k}"));
+        let shard = format!("{k}/3");
+        crate::support::run(cmd(
+            &env,
+            &moto,
+            &cache,
+            &out,
+            &["--remote-cache", &remote, "--partitioned", "--shard", &shard],
+        ))
+    };
+    let (a, b, c) = tokio::join!(shard(1), shard(2), shard(3));
+    let mut total = 0;
+    for (k, run) in [a, b, c].iter().enumerate() {
+        run.ok();
+        let s = run.json();
+        assert_eq!(s["shard"], format!("{}/3", k + 1));
+        assert_eq!(s["chunks"]["tardis"], s["chunks"]["total"], "{s}");
+        assert_eq!(s["uploads"]["uploaded"], s["chunks"]["total"], "{s}");
+        total += s["chunks"]["total"].as_u64().unwrap();
+    }
+    assert_eq!(total, 9, "the shares cover the request");
+    // Every chunk fetched from Tardis exactly once across the three shards.
+    let fetched = requested(&env);
+    assert_eq!(fetched.len(), 9, "{fetched:?}");
+    assert!(fetched.values().all(|&n| n == 1), "{fetched:?}");
+
+    // The final run: a fresh machine, no Tardis (--offline), everything from the remote.
+    env.tardis.clear_requests();
+    let merged_out = root.join("merged");
+    let last = crate::support::run(cmd(
+        &env,
+        &moto,
+        &root.join("final"),
+        &merged_out,
+        &["--remote-cache", &remote, "--offline", "--no-validate"],
+    ))
+    .await;
+    last.ok();
+    assert_eq!(last.json()["chunks"]["remote"], 9);
+    assert!(env.tardis.requests().is_empty(), "--offline: no Tardis traffic");
+
+    // A single machine's pulls of the same request, merged and partitioned.
+    let single = crate::support::run(cmd(&env, &moto, &root.join("single"), &root.join("single-out"), &[])).await;
+    single.ok();
+    assert_eq!(
+        std::fs::read(merged_out.join(MERGED)).unwrap(),
+        std::fs::read(root.join("single-out").join(MERGED)).unwrap(),
+        "the merged output of the sharded pull is the single machine's, byte for byte"
+    );
+    let lake = crate::support::run(cmd(
+        &env,
+        &moto,
+        &root.join("single"),
+        &root.join("single-lake"),
+        &["--partitioned"],
+    ))
+    .await;
+    lake.ok();
+    let mut union = BTreeMap::new();
+    for k in 1..=3 {
+        for (path, bytes) in tree(&root.join(format!("lake{k}"))) {
+            assert!(
+                union.insert(path.clone(), bytes).is_none(),
+                "{path} written by two shards"
+            );
+        }
+    }
+    let expected = tree(&root.join("single-lake"));
+    assert_eq!(union.len(), 9);
+    assert_eq!(union.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    assert!(
+        union == expected,
+        "the shards' partitions are the single pull's, byte for byte"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_shard_is_run_again_alone() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("killed").await;
+    let remote = format!("s3://{bucket}/team");
+    let env = Env::new().await;
+    serve(&env);
+    let root = env.dir.path().to_path_buf();
+    let mine = chunk_list(&planned(&env, &["--shard", "2/3"], &[]).await);
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    // One of shard 2's days hangs at Tardis for as many attempts as a run makes (each times
+    // out after the test config's 3 s read timeout), so the worker is killed mid-run; the
+    // attempts it did not make delay the re-run, which still gets the day.
+    let stuck: Vec<&str> = mine[0].split('/').collect();
+    let stuck_path = fake_tardis::FakeTardis::dataset_path(stuck[0], stuck[1], date(stuck[3]), stuck[2]);
+    env.tardis.script(
+        &stuck_path,
+        (0..4).map(|_| fake_tardis::Fault::Delay(Duration::from_secs(60))),
+    );
+    env.tardis.clear_requests();
+
+    let cache = root.join("shard2");
+    let lake = root.join("lake");
+    let args = ["--remote-cache", remote.as_str(), "--partitioned", "--shard", "2/3"];
+    let mut child = cmd(&env, &moto, &cache, &lake, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let chunk_files = |dir: &Path| {
+        files_under(&dir.join("v1"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count()
+    };
+    while chunk_files(&cache) < 2 || !requested(&env).contains_key(&format!("/datasets/v1/{stuck_path}")) {
+        assert!(
+            Instant::now() < deadline,
+            "shard 2 did not get going: {:?}",
+            requested(&env)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Run again on its own: it finishes its share, fetching only what the killed run lacked.
+    env.tardis.clear_requests();
+    let again = crate::support::run(cmd(&env, &moto, &cache, &lake, &args)).await;
+    again.ok();
+    let s = again.json();
+    assert_eq!(s["chunks"]["total"], 3);
+    assert_eq!(s["chunks"]["tardis"], 1, "{s}");
+    assert_eq!(
+        requested(&env).keys().collect::<Vec<_>>(),
+        vec![&format!("/datasets/v1/{stuck_path}")]
+    );
+    assert_eq!(files_under(&lake).len(), 3);
+
+    // The other shards, then the merged output from the remote alone.
+    for k in ["1/3", "3/3"] {
+        crate::support::run(cmd(
+            &env,
+            &moto,
+            &root.join(k.replace('/', "-")),
+            &root.join("lake-rest"),
+            &["--remote-cache", &remote, "--partitioned", "--shard", k],
+        ))
+        .await
+        .ok();
+    }
+    env.tardis.clear_requests();
+    let last = crate::support::run(cmd(
+        &env,
+        &moto,
+        &root.join("final"),
+        &root.join("merged"),
+        &["--remote-cache", &remote, "--offline", "--no-validate"],
+    ))
+    .await;
+    last.ok();
+    assert_eq!(last.json()["chunks"]["remote"], 9);
+    assert!(env.tardis.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shard_auto_reads_each_schedulers_variables() {
+    let env = Env::new().await;
+    serve(&env);
+    let by_hand: Vec<Vec<String>> = {
+        let mut v = Vec::new();
+        for k in 1..=3 {
+            v.push(chunk_list(&planned(&env, &["--shard", &format!("{k}/3")], &[]).await));
+        }
+        v
+    };
+    let all: BTreeSet<&String> = by_hand.iter().flatten().collect();
+    assert_eq!(all.len(), 9);
+    assert_eq!(by_hand.iter().map(Vec::len).sum::<usize>(), 9, "disjoint");
+
+    // Each scheduler's view of its second task of three.
+    let cases: [(&str, Vec<(&str, &str)>); 6] = [
+        ("auto/3", vec![("JOB_COMPLETION_INDEX", "1")]),
+        (
+            "auto",
+            vec![
+                ("SLURM_ARRAY_TASK_ID", "6"),
+                ("SLURM_ARRAY_TASK_MIN", "5"),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+            ],
+        ),
+        ("auto/3", vec![("AWS_BATCH_JOB_ARRAY_INDEX", "1")]),
+        ("auto", vec![("CI_NODE_INDEX", "2"), ("CI_NODE_TOTAL", "3")]),
+        ("auto", vec![("CIRCLE_NODE_INDEX", "1"), ("CIRCLE_NODE_TOTAL", "3")]),
+        ("2/3", vec![]),
+    ];
+    for (arg, vars) in &cases {
+        assert_eq!(
+            chunk_list(&planned(&env, &["--shard", arg], vars).await),
+            by_hand[1],
+            "--shard {arg} with {vars:?}"
+        );
+        // The environment variable of the option works the same.
+        let mut with_env = vars.clone();
+        with_env.push(("TICKVAULT_SHARD", arg));
+        assert_eq!(chunk_list(&planned(&env, &[], &with_env).await), by_hand[1]);
+    }
+    // Missing or contradicting variables are usage errors naming them.
+    let run = planned(&env, &["--shard", "auto"], &[("JOB_COMPLETION_INDEX", "1")]).await;
+    run.code(2);
+    assert!(run.stdout.contains("auto/N"), "{run:?}");
+    let run = planned(&env, &["--shard", "auto"], &[]).await;
+    run.code(2);
+    assert!(run.stdout.contains("JOB_COMPLETION_INDEX"), "{run:?}");
+    planned(&env, &["--shard", "4/3"], &[]).await.code(2);
+    assert_eq!(env.dataset_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_transfer_stops_the_run_with_exit_3_and_the_next_run_resumes() {
+    let env = Env::new().await;
+    serve(&env);
+    let out: PathBuf = env.out.clone();
+    let first = env
+        .download(
+            &[
+                &ARGS[..],
+                &[
+                    "--json",
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--max-transfer",
+                    "1B",
+                    "--concurrency",
+                    "1",
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+    first.code(3);
+    let s = first.json();
+    assert_eq!(s["status"], "transfer_limit");
+    let fetched = s["chunks"]["tardis"].as_u64().unwrap();
+    let pending = s["chunks"]["pending"].as_u64().unwrap();
+    assert!(fetched >= 1 && pending >= 1, "{s}");
+    assert_eq!(fetched + pending, 9, "{s}");
+    assert!(s["tardis"]["bytes"].as_u64().unwrap() >= 1);
+    assert!(files_under(&out).is_empty(), "no partial merged output");
+    assert_eq!(env.dataset_requests(), fetched as usize);
+
+    env.tardis.clear_requests();
+    let second = env
+        .download(&[&ARGS[..], &["--json", "-o", out.to_str().unwrap()]].concat())
+        .await;
+    second.ok();
+    let s = second.json();
+    assert_eq!(s["chunks"]["local"].as_u64().unwrap(), fetched);
+    assert_eq!(s["chunks"]["tardis"].as_u64().unwrap(), pending);
+    assert_eq!(env.dataset_requests(), pending as usize, "nothing fetched twice");
+    assert!(out.join(MERGED).is_file());
+}
