@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use tracing::warn;
 
-use super::execute::output_target;
+use super::execute::shown_target;
 use super::summary::JSON_SCHEMA;
 use crate::cache::chunk_file::read_meta;
 use crate::cache::{LocalStore, RemoteStore};
@@ -128,7 +128,7 @@ impl DryRun {
             .iter()
             .map(|t| PlannedOutput {
                 data_type: t.to_string(),
-                path: output_target(settings, *t).0.display().to_string(),
+                path: shown_target(settings, *t),
             })
             .collect();
         Ok(Self {

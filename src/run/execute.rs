@@ -22,8 +22,9 @@ use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
 use crate::fetch::{FetchStats, Fetcher};
 use crate::model::{ChunkKey, DataType, TimeRange};
 use crate::output::lock::OutputLock;
+use crate::output::store::{Existing, OutputStore};
 use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
-use crate::output::{Order, OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
+use crate::output::{Order, OutputContext, OutputError, OutputResult, fingerprint, write_merged, write_partitioned};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
 
@@ -375,10 +376,39 @@ async fn write_output(
 ) -> Result<OutputResult, OutputError> {
     let ctx = context(settings, data_type, publication, resident);
     let (target, lock_dir) = output_target(settings, data_type);
-    reporter.writing(&target.display().to_string());
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
-    let cancel = cancel.clone();
-    tokio::task::spawn_blocking(move || {
+    // An object-store output is staged under the cache directory (the lock directory is
+    // the staging root), then published.
+    let store = settings
+        .output_store
+        .as_ref()
+        .map(|u| OutputStore::open(u, &lock_dir, settings.connect_timeout))
+        .transpose()?;
+    if let Some(store) = &store {
+        let shown = store.key(&target)?.1;
+        reporter.writing(&shown);
+        if !partitioned {
+            let fp = fingerprint(&ctx, &chunks);
+            match store
+                .merged_state(&target, &data_type.to_string(), &fp, &ctx.identity)
+                .await?
+            {
+                Existing::Same(done) => return Ok(done),
+                Existing::Other(what) if !settings.overwrite => {
+                    return Err(OutputError::Refused {
+                        path: PathBuf::from(shown),
+                        what,
+                    });
+                }
+                Existing::Other(_) | Existing::Stale | Existing::Missing => {}
+            }
+        }
+    } else {
+        reporter.writing(&target.display().to_string());
+    }
+    let cancel_job = cancel.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let cancel = cancel_job;
         let _lock = OutputLock::acquire(&lock_dir, &cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;
         if partitioned {
             write_partitioned(&ctx, &target, &chunks, &cancel)
@@ -393,5 +423,30 @@ async fn write_output(
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })
-    })
+    })?;
+    match store {
+        Some(store) => store.publish(written, cancel).await,
+        None => Ok(written),
+    }
+}
+
+/// The output of `data_type` as the user names it: a path, or the object store's URL.
+pub(crate) fn shown_target(settings: &DownloadSettings, data_type: DataType) -> String {
+    let (target, staging) = output_target(settings, data_type);
+    match &settings.output_store {
+        Some(url) => {
+            let rel = target
+                .strip_prefix(&staging)
+                .unwrap_or(&target)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let base = if url.path().ends_with(".parquet") {
+                url.join("./").map_or_else(|_| url.to_string(), |u| u.to_string())
+            } else {
+                url.to_string()
+            };
+            format!("{}/{rel}", base.trim_end_matches('/'))
+        }
+        None => target.display().to_string(),
+    }
 }

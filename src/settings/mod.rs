@@ -69,8 +69,10 @@ pub struct CacheSettings {
 pub struct DownloadSettings {
     /// What to download.
     pub request: Request,
-    /// Where the output goes.
+    /// Where the output goes (for an object-store output, its staging directory).
     pub output: OutputSpec,
+    /// The object store the output is published to (`-o s3://bucket/prefix/`), if any.
+    pub output_store: Option<Url>,
     /// Row order of merged outputs.
     pub order: Order,
     /// The cache tiers.
@@ -133,7 +135,6 @@ impl DownloadSettings {
     /// [`UsageError`] naming the flag or key at fault.
     pub fn resolve(o: &Options) -> Result<Self, UsageError> {
         let request = request(o)?;
-        let output = output(o, &request)?;
         if defaulted(&o.offline) && defaulted(&o.refresh) {
             return Err(usage("--offline and --refresh contradict each other"));
         }
@@ -150,6 +151,7 @@ impl DownloadSettings {
         }
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
+        let (output, output_store) = output(o, &request, &cache.cache_dir)?;
         let concurrency = concurrency(o)?;
         let rate_limit = rate_limit(o)?;
         let retry = retry_policy(o)?;
@@ -170,6 +172,7 @@ impl DownloadSettings {
         Ok(Self {
             request,
             output,
+            output_store,
             order: defaulted(&o.order).parse().map_err(usage)?,
             cache,
             offline: defaulted(&o.offline),
@@ -380,10 +383,52 @@ fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
     out
 }
 
-/// Where the output goes, checked writable.
-fn output(o: &Options, request: &Request) -> Result<OutputSpec, UsageError> {
+/// An object-store output URL (`s3://`, `gs://`, `az://`, `file://`), if `-o` is one.
+fn output_url(raw: &std::path::Path) -> Result<Option<Url>, UsageError> {
+    let Some(text) = raw.to_str().filter(|t| t.contains("://")) else {
+        return Ok(None);
+    };
+    let mut url = Url::parse(text).map_err(|e| usage(format!("invalid --output URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(usage(
+            "--output URL must not hold credentials: give them in the store's environment (AWS_*, GOOGLE_*, AZURE_*)",
+        ));
+    }
+    let scheme = url.scheme();
+    if scheme != "file" && !crate::output::store::OUTPUT_SCHEMES.contains(&scheme) {
+        return Err(usage(format!(
+            "invalid --output URL: scheme '{scheme}' (expected s3, gs, az or file, or a local path)"
+        )));
+    }
+    crate::cache::store_url::check(&url).map_err(|e| usage(format!("invalid --output URL: {e}")))?;
+    // A directory URL ends with '/', so that keys join under it.
+    if !url.path().ends_with(".parquet") && !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(Some(url))
+}
+
+/// Where the output goes, checked writable: a local path, or an object-store URL whose
+/// output is staged under the cache directory.
+fn output(
+    o: &Options,
+    request: &Request,
+    cache_dir: &std::path::Path,
+) -> Result<(OutputSpec, Option<Url>), UsageError> {
     let partitioned = defaulted(&o.partitioned);
-    let out_path = defaulted(&o.output);
+    let raw = defaulted(&o.output);
+    let url = output_url(&raw)?;
+    let out_path = match &url {
+        None => raw,
+        Some(u) => {
+            let staging = crate::output::store::staging_dir(cache_dir, u);
+            match u.path().rsplit('/').next().filter(|n| n.ends_with(".parquet")) {
+                Some(name) => staging.join(name),
+                None => staging,
+            }
+        }
+    };
     let is_file = out_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let spec = match (is_file, partitioned) {
         (true, true) => {
@@ -403,7 +448,7 @@ fn output(o: &Options, request: &Request) -> Result<OutputSpec, UsageError> {
         (false, false) => OutputSpec::Dir(out_path),
     };
     checks::check_output(&spec)?;
-    Ok(spec)
+    Ok((spec, url))
 }
 
 impl CacheSettings {

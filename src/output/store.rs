@@ -1,0 +1,380 @@
+//! Outputs to object stores: `-o s3://bucket/prefix/` (and `gs://`, `az://`, `file://`).
+//!
+//! The output is written as usual into a staging directory under the cache directory
+//! ([`staging_dir`]), then each file is published to the store: a single `PUT` up to
+//! [`SINGLE_PUT_MAX`], else a multipart upload of [`PART_SIZE`] parts (at most four in flight,
+//! so memory stays bounded), made visible only by its completion and aborted on any failure
+//! or interruption. A reader of the store sees the previous object or the new one, complete,
+//! never a part. The staged file is removed once published.
+//!
+//! An identical re-run is a no-op in the store too: a merged output's fingerprint and request
+//! are read from the existing object's footer (one ranged `GET` of its tail) before anything
+//! is written; any other file is compared by size and tail (the footer holds its checksum).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use url::Url;
+
+use super::{OutputError, OutputResult, OutputStatus};
+
+/// Files up to this size are sent in one `PUT` (atomic by itself).
+pub const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
+/// Parts of a multipart upload (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploading at once.
+const PARTS_IN_FLIGHT: usize = 4;
+/// The tail read to compare an object's footer (a longer footer costs a second `GET`).
+const TAIL: u64 = 64 * 1024;
+
+/// The schemes an output URL may have.
+pub const OUTPUT_SCHEMES: [&str; 6] = ["s3", "gs", "az", "azure", "abfs", "abfss"];
+
+/// Where the output of `url` is staged: `{cache-dir}/outputs/{hash of the URL}`.
+pub fn staging_dir(cache_dir: &Path, url: &Url) -> PathBuf {
+    let hash = twox_hash::XxHash3_64::oneshot_with_seed(0, url.as_str().as_bytes());
+    cache_dir.join("outputs").join(format!("{hash:016x}"))
+}
+
+/// An object store that receives the outputs.
+#[derive(Clone)]
+pub struct OutputStore {
+    store: Arc<dyn ObjectStore>,
+    url: Url,
+    staging: PathBuf,
+}
+
+impl std::fmt::Debug for OutputStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputStore").field("url", &self.url.as_str()).finish()
+    }
+}
+
+/// What the store holds where a merged output goes.
+pub enum Existing {
+    /// Nothing.
+    Missing,
+    /// This very output (same fingerprint): nothing to do.
+    Same(OutputResult),
+    /// The output of another request.
+    Other(String),
+    /// An older output of this request, or something unreadable: replaced.
+    Stale,
+}
+
+impl OutputStore {
+    /// Opens the store of `url`, staging under `staging`. No request is sent.
+    ///
+    /// # Errors
+    /// The URL cannot be a store.
+    pub fn open(url: &Url, staging: &Path, connect_timeout: Duration) -> Result<Self, OutputError> {
+        // A single-file URL: the store is its directory, the file a key in it.
+        let url = if url.path().ends_with(".parquet") {
+            url.join("./").unwrap_or_else(|_| url.clone())
+        } else {
+            url.clone()
+        };
+        let built = crate::cache::store_url::build(
+            &url,
+            &crate::cache::store_url::StoreOptions {
+                token: None,
+                basic: None,
+                timeout: Duration::from_secs(60),
+                connect_timeout,
+            },
+        )
+        .map_err(|e| OutputError::Io {
+            what: "opening the output store",
+            path: PathBuf::from(url.as_str()),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(Self {
+            store: built.store,
+            url,
+            staging: staging.to_path_buf(),
+        })
+    }
+
+    /// The object key of a staged file, and its URL for people.
+    pub(crate) fn key(&self, staged: &Path) -> Result<(StorePath, String), OutputError> {
+        let rel = staged.strip_prefix(&self.staging).map_err(|_| OutputError::Io {
+            what: "publishing",
+            path: staged.to_path_buf(),
+            source: std::io::Error::other("not under the staging directory"),
+        })?;
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let shown = format!("{}/{rel}", self.url.as_str().trim_end_matches('/'));
+        let key = StorePath::parse(&rel).map_err(|e| OutputError::Io {
+            what: "naming",
+            path: PathBuf::from(&shown),
+            source: std::io::Error::other(e),
+        })?;
+        Ok((key, shown))
+    }
+
+    fn err(shown: &str, what: &'static str) -> impl Fn(object_store::Error) -> OutputError {
+        let path = PathBuf::from(shown);
+        move |e| OutputError::Io {
+            what,
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        }
+    }
+
+    /// The object's size and its last `n` bytes, if it exists.
+    async fn tail(&self, key: &StorePath, shown: &str, n: u64) -> Result<Option<(u64, Bytes)>, OutputError> {
+        let opts = GetOptions {
+            range: Some(GetRange::Suffix(n)),
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(key, opts).await {
+            Ok(r) => {
+                let size = r.meta.size;
+                let bytes = r.bytes().await.map_err(Self::err(shown, "reading the tail of"))?;
+                Ok(Some((size, bytes)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::err(shown, "reading the tail of")(e)),
+        }
+    }
+
+    /// The Parquet footer's key/value metadata of the object, if it exists and is Parquet.
+    async fn footer(
+        &self,
+        key: &StorePath,
+        shown: &str,
+    ) -> Result<Option<(u64, Option<parquet::file::metadata::ParquetMetaData>)>, OutputError> {
+        let Some((size, mut tail)) = self.tail(key, shown, TAIL).await? else {
+            return Ok(None);
+        };
+        let footer_len = |t: &Bytes| -> Option<u64> {
+            let n = t.len();
+            if n < 8 || &t[n - 4..] != b"PAR1" {
+                return None;
+            }
+            Some(u64::from(u32::from_le_bytes(t[n - 8..n - 4].try_into().ok()?)))
+        };
+        let Some(len) = footer_len(&tail) else {
+            return Ok(Some((size, None)));
+        };
+        if len + 8 > tail.len() as u64 && len + 8 <= size {
+            match self.tail(key, shown, len + 8).await? {
+                Some((_, t)) => tail = t,
+                None => return Ok(None),
+            }
+        }
+        let n = tail.len();
+        let Some(start) = n.checked_sub(8 + len as usize) else {
+            return Ok(Some((size, None)));
+        };
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&tail[start..n - 8]).ok();
+        Ok(Some((size, meta)))
+    }
+
+    /// What the store holds where the merged output staged at `staged` goes.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn merged_state(
+        &self,
+        staged: &Path,
+        data_type: &str,
+        fingerprint: &str,
+        identity: &str,
+    ) -> Result<Existing, OutputError> {
+        let (key, shown) = self.key(staged)?;
+        let Some((size, meta)) = self.footer(&key, &shown).await? else {
+            return Ok(Existing::Missing);
+        };
+        let Some(meta) = meta else { return Ok(Existing::Stale) };
+        let file = meta.file_metadata();
+        let kv = |k: &str| {
+            file.key_value_metadata()
+                .and_then(|kv| kv.iter().find(|e| e.key == k))
+                .and_then(|e| e.value.clone())
+        };
+        match kv(super::target::keys::REQUEST) {
+            Some(r) if r != identity => return Ok(Existing::Other(r)),
+            None => return Ok(Existing::Other("a file tickvault did not write".into())),
+            Some(_) => {}
+        }
+        if kv(super::merged::META_INPUTS).as_deref() != Some(fingerprint) {
+            return Ok(Existing::Stale);
+        }
+        debug!("{shown} is up to date");
+        Ok(Existing::Same(OutputResult {
+            data_type: data_type.to_string(),
+            path: PathBuf::from(shown),
+            rows: u64::try_from(file.num_rows()).unwrap_or(0),
+            bytes: size,
+            status: OutputStatus::UpToDate,
+            chunks_from_memory: 0,
+            complete: kv(super::target::keys::COMPLETE).as_deref() != Some("false"),
+            exported_until: kv(super::target::keys::EXPORTED_UNTIL),
+        }))
+    }
+
+    /// Publishes the output staged at `result.path` (a file, or a partitioned table's root),
+    /// removing the staged files; `result` then names the store's URL.
+    ///
+    /// # Errors
+    /// A file cannot be read or uploaded; what was uploaded stays (each object is complete).
+    pub async fn publish(
+        &self,
+        mut result: OutputResult,
+        cancel: &CancellationToken,
+    ) -> Result<OutputResult, OutputError> {
+        let staged = result.path.clone();
+        let files = if staged.is_dir() {
+            let root = staged.clone();
+            tokio::task::spawn_blocking(move || staged_files(&root))
+                .await
+                .unwrap_or_default()
+        } else {
+            vec![staged.clone()]
+        };
+        let mut uploaded = false;
+        for f in &files {
+            uploaded |= self.publish_file(f, cancel).await?;
+            let _ = tokio::fs::remove_file(f).await;
+        }
+        if uploaded {
+            result.status = OutputStatus::Written;
+        } else if result.status == OutputStatus::Written {
+            result.status = OutputStatus::UpToDate;
+        }
+        result.path = PathBuf::from(self.key(&staged)?.1);
+        Ok(result)
+    }
+
+    /// Uploads one staged file unless the store holds the same bytes (same size and tail).
+    /// Returns whether it uploaded.
+    async fn publish_file(&self, file: &Path, cancel: &CancellationToken) -> Result<bool, OutputError> {
+        let (key, shown) = self.key(file)?;
+        let io = |what| OutputError::io(what, file);
+        let size = tokio::fs::metadata(file).await.map_err(io("reading"))?.len();
+        if let Some((remote_size, remote_tail)) = self.tail(&key, &shown, TAIL).await?
+            && remote_size == size
+            && remote_tail == local_tail(file, size).await.map_err(io("reading"))?
+        {
+            debug!("{shown} is up to date");
+            return Ok(false);
+        }
+        let put = async {
+            if size <= SINGLE_PUT_MAX {
+                let bytes = tokio::fs::read(file).await.map_err(io("reading"))?;
+                self.store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(Self::err(&shown, "uploading to"))?;
+                Ok(())
+            } else {
+                self.multipart(file, &key, &shown).await
+            }
+        };
+        tokio::select! {
+            r = put => r.map(|()| true),
+            () = cancel.cancelled() => Err(OutputError::Io {
+                what: "uploading to",
+                path: PathBuf::from(&shown),
+                source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
+            }),
+        }
+    }
+
+    /// A multipart upload of `file`, aborted on failure (an interruption drops this future:
+    /// the caller's `select!` then leaves an upload that no reader sees, see README).
+    async fn multipart(&self, file: &Path, key: &StorePath, shown: &str) -> Result<(), OutputError> {
+        let upload = self
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(Self::err(shown, "starting an upload to"))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let result: Result<(), OutputError> = async {
+            let mut f = tokio::fs::File::open(file)
+                .await
+                .map_err(OutputError::io("reading", file))?;
+            let mut buf = vec![0u8; PART_SIZE];
+            loop {
+                let n = read_full(&mut f, &mut buf)
+                    .await
+                    .map_err(OutputError::io("reading", file))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(Self::err(shown, "uploading to"))?;
+                writer.write(&buf[..n]);
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                writer
+                    .finish()
+                    .await
+                    .map_err(Self::err(shown, "completing the upload to"))?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+async fn read_full(f: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let m = f.read(&mut buf[n..]).await?;
+        if m == 0 {
+            break;
+        }
+        n += m;
+    }
+    Ok(n)
+}
+
+/// The last [`TAIL`] bytes of a local file.
+async fn local_tail(file: &Path, size: u64) -> std::io::Result<Bytes> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(file).await?;
+    let start = size.saturating_sub(TAIL);
+    f.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut buf = Vec::with_capacity((size - start) as usize);
+    f.read_to_end(&mut buf).await?;
+    Ok(Bytes::from(buf))
+}
+
+/// The finished Parquet files under a staged table (not temporary files).
+fn staged_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&d) else { continue };
+        for e in read.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet")
+                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
