@@ -71,6 +71,10 @@ pub struct DryRun {
     pub chunks: Vec<PlannedChunk>,
     /// The outputs.
     pub outputs: Vec<PlannedOutput>,
+    /// This worker's shard (`K/N`), with `--shard`.
+    pub shard: Option<String>,
+    /// The plan priced, with `--estimate`.
+    pub estimate: Option<super::estimate::Estimate>,
 }
 
 /// Chunks per expected tier.
@@ -99,7 +103,7 @@ impl DryRun {
         let remote = remote_hits(settings, &keys, &local).await?;
         let exported_until = exported_until(settings).await;
         let mut tiers = TierCounts::default();
-        let chunks = keys
+        let chunks: Vec<PlannedChunk> = keys
             .iter()
             .zip(local.iter().zip(&remote))
             .map(|(key, (&local, &remote))| {
@@ -142,6 +146,13 @@ impl DryRun {
             to: request.range.to.to_string(),
             exported_until: exported_until.map(|t| t.to_string()),
             tiers,
+            estimate: settings.estimate.map(|p| {
+                super::estimate::estimate(
+                    chunks.iter().zip(&keys).map(|(c, k)| (k.data_type, c.tier == "tardis")),
+                    &p,
+                )
+            }),
+            shard: settings.shard.map(|s| s.to_string()),
             chunks,
             outputs,
         })
@@ -167,6 +178,14 @@ impl DryRun {
                 String::new()
             }
         );
+        if let Some(e) = &self.estimate {
+            // The totals only: a plan worth estimating is too long to list.
+            s.push_str(&e.render());
+            for o in &self.outputs {
+                let _ = writeln!(s, "would write {} ({})", o.path, o.data_type);
+            }
+            return s;
+        }
         let width = self.chunks.iter().map(|c| c.chunk.len()).max().unwrap_or(5).max(5);
         let _ = writeln!(s, "{:width$}  {:6}  exported", "chunk", "tier");
         for c in &self.chunks {

@@ -123,6 +123,22 @@ pub struct DownloadSettings {
     pub max_transfer: Option<u64>,
 }
 
+/// A size for people, in decimal units (`1.5 TB`, `640 MB`), as Tardis states its limits.
+pub fn show_bytes(n: u64) -> String {
+    let f = n as f64;
+    for (unit, scale) in [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)] {
+        if f >= scale {
+            let v = f / scale;
+            return if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{}{unit}", (v * 10.0).round() / 10.0)
+            };
+        }
+    }
+    format!("{n}B")
+}
+
 /// Reads a layered option that has a default.
 fn defaulted<T: Clone>(v: &Option<T>) -> T {
     v.clone().expect("options with a declared default are always set")

@@ -361,3 +361,65 @@ async fn max_transfer_stops_the_run_with_exit_3_and_the_next_run_resumes() {
     assert_eq!(env.dataset_requests(), pending as usize, "nothing fetched twice");
     assert!(out.join(MERGED).is_file());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_estimate_prices_the_plan_against_the_limits() {
+    let env = Env::new().await;
+    serve(&env);
+    let est = |extra: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let mut args = vec!["--estimate"];
+            args.extend_from_slice(extra);
+            planned(env, &args, &[]).await
+        }
+    };
+    let run = est(&["--workers", "3", "--plan-limit-daily", "100MB"]).await;
+    run.ok();
+    let e = &run.json()["estimate"];
+    assert_eq!(e["chunks"], 9);
+    assert_eq!(e["chunks_to_fetch"], 9);
+    assert_eq!(e["requests"], 9);
+    // Nine trades days at the model's 31.5 MB each.
+    assert_eq!(e["bytes"], 9 * 31_500_000u64);
+    assert_eq!(e["workers"], 3);
+    assert_eq!(e["throughput"], 17_000_000);
+    assert_eq!(e["days_at_limits"], 3);
+    let over = e["over_limits"].as_array().unwrap();
+    assert!(over[0].as_str().unwrap().contains("--max-transfer 33.3MB"), "{over:?}");
+    assert_eq!(env.dataset_requests(), 0, "a dry run fetches nothing");
+
+    // Chunks already cached cost nothing; a shard prices its share.
+    env.download(&[&ARGS[..], &["--to", "2024-03-02", "-o", env.out.to_str().unwrap()]].concat())
+        .await
+        .ok();
+    let run = est(&["--throughput", "1MB"]).await;
+    let e = &run.json()["estimate"];
+    assert_eq!(e["chunks_to_fetch"], 6);
+    assert_eq!(e["throughput_source"], "--throughput");
+    assert!(e["over_limits"].as_array().unwrap().is_empty());
+    let shard = est(&["--shard", "1/3"]).await;
+    assert_eq!(shard.json()["estimate"]["chunks"], 3);
+    assert_eq!(shard.json()["shard"], "1/3");
+    // Text: the totals, not a table of every chunk.
+    let mut c = env.cmd();
+    c.arg("download").args(ARGS).args([
+        "--api-key",
+        KEY,
+        "--dry-run",
+        "--estimate",
+        "--plan-limit-daily",
+        "100MB",
+    ]);
+    let text = crate::support::run(c).await;
+    text.ok();
+    assert!(
+        text.stdout.contains("estimate: 9 chunks, 6 to fetch"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("over the limit"), "{}", text.stdout);
+    assert!(!text.stdout.contains("2024-03-02"), "{}", text.stdout);
+    // --estimate alone is a usage error.
+    env.download(&[&ARGS[..], &["--estimate"]].concat()).await.code(2);
+}
