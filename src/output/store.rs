@@ -237,8 +237,11 @@ impl OutputStore {
             tokio::task::spawn_blocking(move || staged_files(&root))
                 .await
                 .unwrap_or_default()
-        } else {
+        } else if staged.is_file() {
             vec![staged.clone()]
+        } else {
+            // A shard with no chunk of this data type: nothing to publish.
+            Vec::new()
         };
         let mut uploaded = false;
         for f in &files {

@@ -423,3 +423,174 @@ async fn the_estimate_prices_the_plan_against_the_limits() {
     // --estimate alone is a usage error.
     env.download(&[&ARGS[..], &["--estimate"]].concat()).await.code(2);
 }
+
+const README: &str = include_str!("../../README.md");
+
+/// README's "Scale out" section.
+fn scale_out() -> &'static str {
+    let start = README.find("## Scale out").expect("a Scale out section");
+    let rest = &README[start..];
+    &rest[..rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3)]
+}
+
+/// The `n`th fenced block of `lang` in the section.
+fn block(lang: &str, n: usize) -> &'static str {
+    let section = scale_out();
+    let fence = format!("```{lang}\n");
+    let mut at = 0;
+    for _ in 0..n {
+        at += section[at..].find(&fence).unwrap() + fence.len();
+    }
+    let start = at
+        + section[at..]
+            .find(&fence)
+            .unwrap_or_else(|| panic!("a ```{lang} block"))
+        + fence.len();
+    &section[start..start + section[start..].find("```").unwrap()]
+}
+
+/// The lines of each `run: |` step of a workflow, unindented.
+fn run_steps(yaml: &str) -> Vec<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut steps = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim_start() == "- run: |" {
+            let indent = l.len() - l.trim_start().len();
+            let body: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|b| b.len() - b.trim_start().len() > indent && !b.trim().is_empty())
+                .map(|b| b.trim())
+                .collect();
+            steps.push(body.join("\n"));
+        }
+    }
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_manifest_and_ci_matrix_run_as_written() {
+    let moto = Moto::start();
+    moto.bucket("team-cache").await;
+    moto.bucket("lake").await;
+    let env = Env::new().await;
+    for day in ["2024-03-01", "2024-03-02"] {
+        for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
+            env.serve_generated("binance-futures", "trades", sym, date(day), 1_000, s as u64);
+            env.serve_generated(
+                "binance-futures",
+                "incremental_book_L2",
+                sym,
+                date(day),
+                1_000,
+                s as u64,
+            );
+        }
+    }
+    let root = env.dir.path().to_path_buf();
+    let work = root.join("work");
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tickvault"), bin.join("tickvault")).unwrap();
+    std::fs::write(work.join("tickvault.toml"), block("toml", 0)).unwrap();
+    // The README's job, narrowed to what the fake Tardis serves (environment variables
+    // override a job's keys): 2 symbols × 2 days × 2 data types.
+    let shell = |program: &str, script: &str, cache: &str, vars: &[(&str, String)]| {
+        // The test environment's variables (the fake Tardis's URLs), then the worker's.
+        let mut c = std::process::Command::new(program);
+        c.env_clear();
+        for (k, v) in env.cmd().get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        for (k, v) in moto.env() {
+            c.env(k, v);
+        }
+        c.current_dir(&work)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
+            )
+            .env("TICKVAULT_CONFIG", work.join("tickvault.toml"))
+            .env("TARDIS_API_KEY", KEY)
+            .env("TICKVAULT_SYMBOLS", "BTCUSDT,ETHUSDT")
+            .env("TICKVAULT_FROM", "2024-03-01")
+            .env("TICKVAULT_TO", "2024-03-03")
+            .env("TICKVAULT_CACHE_DIR", root.join(cache))
+            .args(if program == "sh" {
+                vec!["-c", script]
+            } else {
+                vec!["-e", "-c", script]
+            });
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        crate::support::run(c)
+    };
+
+    // The Indexed Job: its pods, by JOB_COMPLETION_INDEX, five at a time.
+    let manifest = block("yaml", 0);
+    let completions: u32 = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("completions: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    let args = lines.iter().position(|l| l.trim() == "args:").unwrap();
+    let command = lines[args + 1].trim().strip_prefix("- ").unwrap();
+    assert!(command.contains("--shard auto/"), "{command}");
+    let mut total = 0;
+    for batch in (0..completions).collect::<Vec<_>>().chunks(5) {
+        let pods = batch.iter().map(|i| {
+            shell(
+                "sh",
+                command,
+                &format!("pod{i}"),
+                &[("JOB_COMPLETION_INDEX", i.to_string())],
+            )
+        });
+        for run in futures::future::join_all(pods).await {
+            run.ok();
+            total += run.json()["chunks"]["total"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(total, 8, "the pods' shares are the whole request");
+    let fetched = requested(&env);
+    assert_eq!(fetched.len(), 8);
+    assert!(fetched.values().all(|&n| n == 1), "{fetched:?}");
+
+    // The CI matrix: three runners, then the merge; all from the remote now.
+    env.tardis.clear_requests();
+    let steps = run_steps(block("yaml", 1));
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let runners = (1..=3).map(|k| shell("bash", &steps[0], &format!("runner{k}"), &[("SHARD", k.to_string())]));
+    for run in futures::future::join_all(runners).await {
+        run.ok();
+    }
+    for k in 1..=3 {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(work.join(format!("shard-{k}.json"))).unwrap()).unwrap();
+        assert_eq!(summary["shard"], format!("{k}/3"));
+    }
+    shell("bash", &steps[1], "merge", &[]).await.ok();
+    assert_eq!(
+        env.dataset_requests(),
+        0,
+        "the matrix and the merge read the remote only"
+    );
+    let merged: Vec<String> = crate::store_output::objects(&moto, "lake", "merged/")
+        .await
+        .into_keys()
+        .collect();
+    assert_eq!(
+        merged,
+        [
+            "merged/binance-futures_incremental_book_L2_BTCUSDT+ETHUSDT_2024-03-01_2024-03-03.parquet",
+            "merged/binance-futures_trades_BTCUSDT+ETHUSDT_2024-03-01_2024-03-03.parquet"
+        ]
+    );
+    let lake = crate::store_output::objects(&moto, "lake", "backfill/").await;
+    assert_eq!(lake.len(), 8, "{:?}", lake.keys());
+}

@@ -55,7 +55,7 @@ fn cmd(env: &Env, moto: &Moto, out: &str, extra: &[&str]) -> std::process::Comma
 }
 
 /// The objects under `prefix` in `bucket`, with their bytes (signed requests, as moto wants).
-async fn objects(moto: &Moto, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+pub(crate) async fn objects(moto: &Moto, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
     use futures::TryStreamExt;
     use object_store::{ObjectStore, ObjectStoreExt};
     let s3 = object_store::aws::AmazonS3Builder::new()
