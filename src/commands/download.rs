@@ -189,6 +189,8 @@ pub(super) async fn run(
         (written, tiered.finish().await)
     };
     reporter.finish();
+    // A signal during the outputs' writing or upload interrupts the run too.
+    let interrupted = interrupted || cancel.is_cancelled();
 
     let budget_spent = tally.counts.pending > 0
         && settings

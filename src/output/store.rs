@@ -31,6 +31,9 @@ pub const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploading at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// How long aborting an unfinished multipart upload may take (within the run's 5 s wind-down
+/// after a signal).
+const ABORT_TIMEOUT: Duration = Duration::from_secs(4);
 /// The tail read to compare an object's footer (a longer footer costs a second `GET`).
 const TAIL: u64 = 64 * 1024;
 
@@ -270,38 +273,40 @@ impl OutputStore {
             debug!("{shown} is up to date");
             return Ok(false);
         }
+        if size > SINGLE_PUT_MAX {
+            return self.multipart(file, &key, &shown, cancel).await.map(|()| true);
+        }
         let put = async {
-            if size <= SINGLE_PUT_MAX {
-                let bytes = tokio::fs::read(file).await.map_err(io("reading"))?;
-                self.store
-                    .put(&key, PutPayload::from(bytes))
-                    .await
-                    .map_err(Self::err(&shown, "uploading to"))?;
-                Ok(())
-            } else {
-                self.multipart(file, &key, &shown).await
-            }
+            let bytes = tokio::fs::read(file).await.map_err(io("reading"))?;
+            self.store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map_err(Self::err(&shown, "uploading to"))
         };
+        // Dropping the PUT on interruption leaves nothing: S3, GCS and Azure store an object
+        // only once its whole body arrived.
         tokio::select! {
-            r = put => r.map(|()| true),
-            () = cancel.cancelled() => Err(OutputError::Io {
-                what: "uploading to",
-                path: PathBuf::from(&shown),
-                source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
-            }),
+            r = put => r.map(|_| true),
+            () = cancel.cancelled() => Err(interrupted(&shown)),
         }
     }
 
-    /// A multipart upload of `file`, aborted on failure (an interruption drops this future:
-    /// the caller's `select!` then leaves an upload that no reader sees, see README).
-    async fn multipart(&self, file: &Path, key: &StorePath, shown: &str) -> Result<(), OutputError> {
+    /// A multipart upload of `file`, aborted on failure or interruption; only its completion
+    /// makes the object visible.
+    async fn multipart(
+        &self,
+        file: &Path,
+        key: &StorePath,
+        shown: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), OutputError> {
         let upload = self
             .store
             .put_multipart(key)
             .await
             .map_err(Self::err(shown, "starting an upload to"))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let result: Result<(), OutputError> = async {
+        let sent: Result<(), OutputError> = async {
             let mut f = tokio::fs::File::open(file)
                 .await
                 .map_err(OutputError::io("reading", file))?;
@@ -310,18 +315,20 @@ impl OutputStore {
                 let n = read_full(&mut f, &mut buf)
                     .await
                     .map_err(OutputError::io("reading", file))?;
+                // Room for one more part (or, at the end, every part sent).
+                let room = if n == 0 { 0 } else { PARTS_IN_FLIGHT };
+                tokio::select! {
+                    r = writer.wait_for_capacity(room) => r.map_err(Self::err(shown, "uploading to"))?,
+                    () = cancel.cancelled() => return Err(interrupted(shown)),
+                }
                 if n == 0 {
                     return Ok(());
                 }
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(Self::err(shown, "uploading to"))?;
                 writer.write(&buf[..n]);
             }
         }
         .await;
-        match result {
+        match sent {
             Ok(()) => {
                 writer
                     .finish()
@@ -330,10 +337,23 @@ impl OutputStore {
                 Ok(())
             }
             Err(e) => {
-                let _ = writer.abort().await;
+                // Bounded: a store that does not answer leaves the parts to its lifecycle rule.
+                match tokio::time::timeout(ABORT_TIMEOUT, writer.abort()).await {
+                    Ok(Ok(())) => debug!("aborted the upload to {shown}"),
+                    _ => tracing::warn!("could not abort the unfinished upload to {shown}; no reader sees it"),
+                }
                 Err(e)
             }
         }
+    }
+}
+
+/// The error of an upload cut short by Ctrl-C or SIGTERM.
+fn interrupted(shown: &str) -> OutputError {
+    OutputError::Io {
+        what: "uploading to",
+        path: PathBuf::from(shown),
+        source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
     }
 }
 

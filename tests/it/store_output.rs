@@ -213,6 +213,7 @@ async fn holding_proxy(moto: &Moto, prefix: &'static str) -> HoldingProxy {
             out.body(axum::body::Body::from(resp.bytes().await.unwrap())).unwrap()
         }
     });
+    let app = app.layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -268,4 +269,91 @@ async fn an_upload_killed_midway_leaves_the_old_object_complete() {
         .ok();
     let new = objects(&moto, &bucket, "out/").await[&key].clone();
     assert!(new != old && new == std::fs::read(local.join(MERGED)).unwrap());
+}
+
+/// A merged output over 8 MiB (two days of two symbols' 25-level snapshots): uploaded in parts.
+fn serve_big(env: &Env) {
+    for (d, day) in ["2024-03-01", "2024-03-02"].iter().enumerate() {
+        for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
+            env.serve_generated(
+                "binance-futures",
+                "book_snapshot_25",
+                sym,
+                date(day),
+                30_000,
+                (d * 10 + s) as u64,
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_interrupted_or_killed_is_never_visible() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("multipart").await;
+    let env = Env::new().await;
+    serve_big(&env);
+    let url = format!("s3://{bucket}/big/");
+    let args = ["-t", "book_snapshot_25"];
+    let proxy = holding_proxy(&moto, "/big/").await;
+    let start = |extra: &[&str]| {
+        let mut c = cmd(&env, &moto, &url, &[&args[..], extra].concat());
+        c.env("AWS_ENDPOINT", &proxy.url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    };
+    async fn wait_held(held: &AtomicBool, child: &mut std::process::Child) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !held.swap(false, Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "no part was uploaded");
+            if child.try_wait().unwrap().is_some() {
+                let mut out = String::new();
+                std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+                panic!("the run ended before uploading: {out}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Ctrl-C while a part is on its way: the upload is aborted, nothing is visible.
+    let mut child = start(&[]);
+    wait_held(&proxy.held, &mut child).await;
+    std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(objects(&moto, &bucket, "").await.is_empty());
+    assert_eq!(
+        open_uploads(&moto, &bucket).await,
+        0,
+        "the interrupted upload was aborted"
+    );
+
+    // SIGKILL cannot abort: the parts stay invisible (the bucket's lifecycle rule removes them).
+    proxy.held.store(false, Ordering::SeqCst);
+    let mut child = start(&[]);
+    wait_held(&proxy.held, &mut child).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(objects(&moto, &bucket, "").await.is_empty());
+    assert_eq!(open_uploads(&moto, &bucket).await, 1);
+
+    // Through to the end, the object is whole: the local output's bytes.
+    let run = crate::support::run(cmd(&env, &moto, &url, &args)).await;
+    run.ok();
+    let local = env.dir.path().join("local");
+    crate::support::run(cmd(&env, &moto, local.to_str().unwrap(), &args))
+        .await
+        .ok();
+    let name = MERGED.replace("trades", "book_snapshot_25");
+    let expected = std::fs::read(local.join(&name)).unwrap();
+    assert!(
+        expected.len() as u64 > 8 * 1024 * 1024,
+        "{} bytes: too small for parts",
+        expected.len()
+    );
+    assert!(objects(&moto, &bucket, "big/").await[&format!("big/{name}")] == expected);
 }
