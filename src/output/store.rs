@@ -5,7 +5,9 @@
 //! [`SINGLE_PUT_MAX`], else a multipart upload of [`PART_SIZE`] parts (at most four in flight,
 //! so memory stays bounded), made visible only by its completion and aborted on any failure
 //! or interruption. A reader of the store sees the previous object or the new one, complete,
-//! never a part. The staged file is removed once published.
+//! never a part. The staged file is removed once published. On s3, gs and az the upload's id
+//! is recorded under the staging directory until it is completed or aborted, so that the next
+//! run aborts an upload a killed process left.
 //!
 //! An identical re-run is a no-op in the store too: a merged output's fingerprint and request
 //! are read from the existing object's footer (one ranged `GET` of its tail) before anything
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
@@ -50,6 +54,9 @@ pub fn staging_dir(cache_dir: &Path, url: &Url) -> PathBuf {
 #[derive(Clone)]
 pub struct OutputStore {
     store: Arc<dyn ObjectStore>,
+    /// For s3, gs and az: uploads with ids, recorded so that the next run aborts the ones a
+    /// killed process left; and the URL's key prefix.
+    parts: Option<(Arc<dyn MultipartStore>, String)>,
     url: Url,
     staging: PathBuf,
 }
@@ -84,22 +91,24 @@ impl OutputStore {
         } else {
             url.clone()
         };
-        let built = crate::cache::store_url::build(
-            &url,
-            &crate::cache::store_url::StoreOptions {
-                token: None,
-                basic: None,
-                timeout: Duration::from_secs(60),
-                connect_timeout,
-            },
-        )
-        .map_err(|e| OutputError::Io {
+        let opts = crate::cache::store_url::StoreOptions {
+            token: None,
+            basic: None,
+            timeout: Duration::from_secs(60),
+            connect_timeout,
+        };
+        let open_err = |e: String| OutputError::Io {
             what: "opening the output store",
             path: PathBuf::from(url.as_str()),
             source: std::io::Error::other(e),
-        })?;
+        };
+        let built = crate::cache::store_url::build(&url, &opts).map_err(open_err)?;
+        let parts = crate::cache::store_url::multipart_store(&url, &opts)
+            .map_err(open_err)?
+            .map(|m| (m, crate::cache::store_url::key_prefix(&url)));
         Ok(Self {
             store: built.store,
+            parts,
             url,
             staging: staging.to_path_buf(),
         })
@@ -246,6 +255,7 @@ impl OutputStore {
             // A shard with no chunk of this data type: nothing to publish.
             Vec::new()
         };
+        self.abort_left_uploads().await;
         let mut uploaded = false;
         for f in &files {
             uploaded |= self.publish_file(f, cancel).await?;
@@ -274,7 +284,14 @@ impl OutputStore {
             return Ok(false);
         }
         if size > SINGLE_PUT_MAX {
-            return self.multipart(file, &key, &shown, cancel).await.map(|()| true);
+            return match &self.parts {
+                Some((mp, prefix)) => {
+                    self.recorded_multipart(mp, prefix, file, &key, &shown, size, cancel)
+                        .await
+                }
+                None => self.multipart(file, &key, &shown, cancel).await,
+            }
+            .map(|()| true);
         }
         let put = async {
             let bytes = tokio::fs::read(file).await.map_err(io("reading"))?;
@@ -346,6 +363,147 @@ impl OutputStore {
             }
         }
     }
+}
+
+/// Where this process records its multipart uploads: `{staging}/.uploads/upload-{pid}-{n}`.
+const JOURNAL: &str = ".uploads";
+
+impl OutputStore {
+    /// A multipart upload whose id is recorded under the staging directory until it is
+    /// completed or aborted, so that an upload a killed process left is aborted by the next
+    /// run ([`Self::abort_left_uploads`]). Parts are read from the file as they go, at most
+    /// [`PARTS_IN_FLIGHT`] at once.
+    #[allow(clippy::too_many_arguments)]
+    async fn recorded_multipart(
+        &self,
+        mp: &Arc<dyn MultipartStore>,
+        prefix: &str,
+        file: &Path,
+        key: &StorePath,
+        shown: &str,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<(), OutputError> {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            StorePath::from(format!("{prefix}/{key}"))
+        };
+        let id = mp
+            .create_multipart(&full)
+            .await
+            .map_err(Self::err(shown, "starting an upload to"))?;
+        let entry = self.record(&full, &id).await;
+        let parts = size.div_ceil(PART_SIZE as u64) as usize;
+        let sent: Result<(), OutputError> = async {
+            let uploads = futures::stream::iter(0..parts)
+                .map(|i| {
+                    let (mp, full, id) = (mp.clone(), full.clone(), id.clone());
+                    async move {
+                        let bytes = read_part(file, i).await.map_err(OutputError::io("reading", file))?;
+                        mp.put_part(&full, &id, i, PutPayload::from(bytes))
+                            .await
+                            .map_err(Self::err(shown, "uploading to"))
+                    }
+                })
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect::<Vec<PartId>>();
+            let ids = tokio::select! {
+                r = uploads => r?,
+                () = cancel.cancelled() => return Err(interrupted(shown)),
+            };
+            mp.complete_multipart(&full, &id, ids)
+                .await
+                .map_err(Self::err(shown, "completing the upload to"))?;
+            Ok(())
+        }
+        .await;
+        let mut settled = sent.is_ok();
+        if sent.is_err() {
+            match tokio::time::timeout(ABORT_TIMEOUT, mp.abort_multipart(&full, &id)).await {
+                Ok(Ok(())) => {
+                    settled = true;
+                    debug!("aborted the upload to {shown}");
+                }
+                _ => tracing::warn!("could not abort the unfinished upload to {shown} now; the next run does"),
+            }
+        }
+        // An upload neither completed nor aborted stays recorded for the next run.
+        if settled && let Some(entry) = entry {
+            let _ = tokio::fs::remove_file(&entry).await;
+        }
+        sent
+    }
+
+    /// Records an upload's key and id; `None` when it cannot (the upload goes on: an
+    /// unrecorded one is only left to the bucket's lifecycle rule if this process is killed).
+    async fn record(&self, full: &StorePath, id: &str) -> Option<PathBuf> {
+        let dir = self.staging.join(JOURNAL);
+        let entry = dir.join(format!("upload-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        let text = format!("{full}\n{id}\n");
+        let written = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(&entry, text).await
+        }
+        .await;
+        match written {
+            Ok(()) => Some(entry),
+            Err(e) => {
+                tracing::warn!("cannot record the upload to {full} in {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// Aborts the multipart uploads recorded by processes that no longer run (killed during
+    /// an upload): their parts are never visible, and this frees them.
+    async fn abort_left_uploads(&self) {
+        let Some((mp, _)) = &self.parts else { return };
+        let Ok(mut dir) = tokio::fs::read_dir(self.staging.join(JOURNAL)).await else {
+            return;
+        };
+        while let Ok(Some(e)) = dir.next_entry().await {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("upload-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if crate::cache::temps::alive(pid) {
+                continue;
+            }
+            let Ok(text) = tokio::fs::read_to_string(e.path()).await else {
+                continue;
+            };
+            let mut lines = text.lines();
+            if let (Some(path), Some(id)) = (lines.next(), lines.next()) {
+                let path = StorePath::from(path);
+                match mp.abort_multipart(&path, &id.to_string()).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                        debug!("aborted an upload to {path} left by process {pid}");
+                    }
+                    Err(err) => {
+                        tracing::warn!("cannot abort an upload to {path} left by process {pid}: {err}");
+                        continue;
+                    }
+                }
+            }
+            let _ = tokio::fs::remove_file(e.path()).await;
+        }
+    }
+}
+
+/// Part `i` ([`PART_SIZE`] bytes, the last one shorter) of `file`.
+async fn read_part(file: &Path, i: usize) -> std::io::Result<Bytes> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(file).await?;
+    f.seek(std::io::SeekFrom::Start((i * PART_SIZE) as u64)).await?;
+    let mut buf = vec![0u8; PART_SIZE];
+    let n = read_full(&mut f, &mut buf).await?;
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
 }
 
 /// The error of an upload cut short by Ctrl-C or SIGTERM.

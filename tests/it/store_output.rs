@@ -1,7 +1,8 @@
 //! Outputs to object stores (moto's S3, and file://): merged and partitioned outputs equal
 //! the local ones byte for byte, an identical re-run uploads nothing, and an upload killed
 //! midway (held by a proxy in front of moto) never leaves a partial object: readers see the
-//! previous complete object, or none.
+//! previous complete object, or none; an interrupted multipart upload is aborted, and one a
+//! SIGKILL left is aborted by the next run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -332,7 +333,7 @@ async fn a_multipart_upload_interrupted_or_killed_is_never_visible() {
         "the interrupted upload was aborted"
     );
 
-    // SIGKILL cannot abort: the parts stay invisible (the bucket's lifecycle rule removes them).
+    // SIGKILL cannot abort: the parts stay, invisible, until the next run aborts them.
     proxy.held.store(false, Ordering::SeqCst);
     let mut child = start(&[]);
     wait_held(&proxy.held, &mut child).await;
@@ -341,9 +342,11 @@ async fn a_multipart_upload_interrupted_or_killed_is_never_visible() {
     assert!(objects(&moto, &bucket, "").await.is_empty());
     assert_eq!(open_uploads(&moto, &bucket).await, 1);
 
-    // Through to the end, the object is whole: the local output's bytes.
+    // The next run aborts the upload the killed one left, and goes through: the object is
+    // whole, the local output's bytes.
     let run = crate::support::run(cmd(&env, &moto, &url, &args)).await;
     run.ok();
+    assert_eq!(open_uploads(&moto, &bucket).await, 0, "the left upload was aborted");
     let local = env.dir.path().join("local");
     crate::support::run(cmd(&env, &moto, local.to_str().unwrap(), &args))
         .await
