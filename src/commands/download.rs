@@ -224,6 +224,19 @@ pub(super) async fn run(
     summary.publication = PublicationSummary::new(&publication, withhold);
     summary.outputs = written.outputs;
     summary.skipped_outputs = [written.refused, written.failed, written.withheld].concat();
+    if let Some(shard) = settings.shard
+        && !matches!(settings.output, OutputSpec::Partitioned(_))
+        && !interrupted
+    {
+        for t in &settings.request.data_types {
+            summary.skipped_outputs.push(crate::run::summary::Failure {
+                chunk: t.to_string(),
+                error: format!(
+                    "shard {shard} holds part of the chunks: the merged file is written by one final run without --shard"
+                ),
+            });
+        }
+    }
     Ok(summary.end(status, started.elapsed().as_secs_f64()))
 }
 

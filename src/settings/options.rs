@@ -253,6 +253,7 @@ mod tests {
         let limits = crate::decode::DecodeLimits::default();
         assert_eq!(size("max_line_size"), limits.max_line as u64);
         assert_eq!(size("max_inflated_size"), limits.max_inflated);
+        assert_eq!(size("throughput"), crate::run::estimate::MEASURED_THROUGHPUT);
         let speed = crate::model::MinSpeed::default();
         assert_eq!(size("min_transfer_speed"), speed.bytes_per_sec);
         assert_eq!(

@@ -128,6 +128,23 @@ async fn three_shards_then_an_offline_merge_equal_a_single_machine_pull() {
     assert_eq!(fetched.len(), 9, "{fetched:?}");
     assert!(fetched.values().all(|&n| n == 1), "{fetched:?}");
 
+    // A shard writes no merged file, and says why.
+    let merged_shard = crate::support::run(cmd(
+        &env,
+        &moto,
+        &root.join("shard1"),
+        &root.join("not-merged"),
+        &["--remote-cache", &remote, "--shard", "1/3"],
+    ))
+    .await;
+    merged_shard.ok();
+    assert!(files_under(&root.join("not-merged")).is_empty());
+    let why = merged_shard.json()["skipped_outputs"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("final run without --shard"), "{why}");
+
     // The final run: a fresh machine, no Tardis (--offline), everything from the remote.
     env.tardis.clear_requests();
     let merged_out = root.join("merged");
