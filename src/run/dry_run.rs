@@ -148,7 +148,11 @@ impl DryRun {
             tiers,
             estimate: settings.estimate.map(|p| {
                 super::estimate::estimate(
-                    chunks.iter().zip(&keys).map(|(c, k)| (k.data_type, c.tier == "tardis")),
+                    // In no cache while --offline: what the plan costs once run online.
+                    chunks
+                        .iter()
+                        .zip(&keys)
+                        .map(|(c, k)| (k.data_type, matches!(c.tier, "tardis" | "none"))),
                     &p,
                 )
             }),
