@@ -17,7 +17,6 @@ pub use serve::ServeCommandError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
-use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
@@ -207,7 +206,7 @@ async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) 
             // The run did not hand back its totals in time: report the plan, nothing done.
             reporter.finish();
             let mut s = Summary::begin(&settings.request);
-            s.chunks.total = Plan::new(&settings.request).requests.len() as u64;
+            s.chunks.total = crate::run::shard::planned(&settings.request, settings.shard).requests.len() as u64;
             s.chunks.pending = s.chunks.total;
             s.end(RunStatus::Interrupted, started.elapsed().as_secs_f64())
         }

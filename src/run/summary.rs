@@ -118,6 +118,8 @@ pub struct Summary {
     pub from: String,
     /// End of the range, exclusive (RFC 3339).
     pub to: String,
+    /// This worker's shard (`K/N`), when the run was one.
+    pub shard: Option<String>,
     /// Chunks per source tier.
     pub chunks: ChunkCounts,
     /// Rows in the chunks of this run (whole days).
@@ -162,6 +164,7 @@ impl Summary {
             data_types: request.data_types.iter().map(ToString::to_string).collect(),
             from: request.range.from.to_string(),
             to: request.range.to.to_string(),
+            shard: None,
             chunks: ChunkCounts::default(),
             chunk_rows: 0,
             rows: 0,
@@ -278,6 +281,15 @@ impl Summary {
                     self.publication.incomplete_days.len()
                 );
             }
+            RunStatus::TransferLimit => {
+                let _ = writeln!(
+                    s,
+                    "transfer limit reached: {} fetched from Tardis (--max-transfer); {} of {} chunks left for the next run (retry later: it resumes)",
+                    HumanBytes(self.tardis.bytes),
+                    c.pending,
+                    c.total
+                );
+            }
             RunStatus::Refused => {
                 let _ = writeln!(
                     s,
@@ -300,7 +312,9 @@ impl Summary {
     /// Chunks per tier, rows, traffic and time.
     fn traffic_line(&self) -> String {
         let c = &self.chunks;
-        let mut s = format!(
+        let mut s = self.shard.as_ref().map(|k| format!("shard {k}: ")).unwrap_or_default();
+        let _ = write!(
+            s,
             "{} chunks: {} from Tardis, {} local, {} remote, {} memory",
             c.total, c.tardis, c.local, c.remote, c.memory
         );
