@@ -11,8 +11,8 @@
 //!   `config`, `completions`, `man`;
 //! - [`settings`]: every option declared once, layered (flags, env, job, file, defaults),
 //!   validated;
-//! - [`run`]: the checks before a run, the plan of chunks and the dry run, the run loop, the
-//!   summary and exit codes, progress, logging;
+//! - [`run`]: the checks before a run, the plan of chunks (a `--shard`'s share, the
+//!   `--estimate`) and the dry run, the run loop, the summary and exit codes, progress, logging;
 //! - [`metadata`]: Tardis's exchange metadata, cached a day; "did you mean" suggestions;
 //! - [`model`]: pure types (data types and schemas, chunk keys, ranges);
 //! - [`cache`]: the chunk file and the tiers (memory, local, remote) behind one trait;
@@ -20,7 +20,7 @@
 //! - [`tardis`]: the HTTP APIs, their errors, secrets;
 //! - [`decode`]: gzip CSV → typed Arrow batches;
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
-//! - [`output`]: merged files and the partitioned dataset;
+//! - [`output`]: merged files and the partitioned dataset, on disk or published to an object store;
 //! - [`redact`]: the one layer that removes secrets from everything printed.
 //! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers;
 //! - [`bars`]: `tickvault bars`, OHLCV bars folded from trades into derived chunks cached in

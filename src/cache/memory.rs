@@ -22,8 +22,8 @@ use crate::model::ChunkKey;
 
 /// What an entry that only points at a local file weighs.
 const FILE_ENTRY_WEIGHT: u32 = 512;
-/// A store holding files keeps none larger than this share of its capacity, so one huge chunk
-/// never evicts every hot one.
+/// The tier keeps no file bytes or decoded batches larger than this share of its capacity, so
+/// one huge chunk never evicts every hot one.
 const MAX_ENTRY_SHARE: u64 = 8;
 
 /// Decoded batches of a chunk, in file order.
@@ -85,9 +85,16 @@ impl MemoryStore {
     /// (if it is at most an eighth of `capacity`), so hits never touch the disk.
     pub fn holding_files(capacity: u64) -> Self {
         Self {
-            load_files_up_to: Some(capacity / MAX_ENTRY_SHARE),
+            load_files_up_to: Some(Self::largest_entry(capacity)),
             ..Self::new(capacity)
         }
+    }
+
+    /// The largest entry a tier of `capacity` bytes keeps (file bytes, or a chunk's decoded
+    /// batches): a fetch keeps no more than this of a chunk's batches for it, so the batches in
+    /// flight cost at most this much per decoder on top of the tier.
+    pub fn largest_entry(capacity: u64) -> u64 {
+        capacity / MAX_ENTRY_SHARE
     }
 
     /// Keeps a complete chunk with its decoded batches (for an interleaving merge).
@@ -98,6 +105,9 @@ impl MemoryStore {
                 batches: Some(batches),
             };
             self.cache.insert(chunk.key.clone(), Arc::new(resident)).await;
+            // moka applies its capacity lazily, on later operations: large entries would pile
+            // up past it meanwhile. Evict now, so the tier's bound is the memory's bound.
+            self.cache.run_pending_tasks().await;
         }
     }
 

@@ -12,7 +12,7 @@ mod local;
 mod lock;
 mod memory;
 mod remote;
-mod store_url;
+pub(crate) mod store_url;
 pub mod temps;
 mod tiered;
 mod uploader;

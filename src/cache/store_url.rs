@@ -41,7 +41,7 @@ macro_rules! cloud_store {
         for (k, v) in timeouts($opts) {
             b = b.with_config($client_key(k), v);
         }
-        Arc::new(b.build().map_err(|e| e.to_string())?) as Arc<dyn ObjectStore>
+        Arc::new(b.build().map_err(|e| e.to_string())?)
     }};
 }
 
@@ -57,14 +57,9 @@ pub(crate) fn check(url: &Url) -> Result<(), String> {
     }
 }
 
-/// Builds the store for `url` (creating a `file://` directory). No request is sent.
-///
-/// # Errors
-/// A message saying why the URL cannot be a store.
-pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String> {
-    check(url)?;
-    // Fail fast and fall back to the next tier rather than retrying for minutes.
-    let retry = RetryConfig {
+/// Fail fast and fall back to the next tier rather than retrying for minutes.
+fn retry(opts: &StoreOptions<'_>) -> RetryConfig {
+    RetryConfig {
         backoff: object_store::BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
@@ -72,28 +67,74 @@ pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String>
         },
         max_retries: 2,
         retry_timeout: opts.timeout,
-    };
+    }
+}
+
+/// The multipart interface of an `s3`, `gs` or `az` URL's store, whose uploads have ids that
+/// can be recorded and aborted later; its keys are not prefixed (see [`key_prefix`]). `None`
+/// for other schemes.
+///
+/// # Errors
+/// A message saying why the URL cannot be a store.
+pub(crate) fn multipart_store(
+    url: &Url,
+    opts: &StoreOptions<'_>,
+) -> Result<Option<Arc<dyn object_store::multipart::MultipartStore>>, String> {
+    use object_store::multipart::MultipartStore;
+    check(url)?;
+    let retry = retry(opts);
+    Ok(Some(match url.scheme() {
+        "s3" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            cloud_store!(AmazonS3Builder, AmazonS3ConfigKey::Client, url, opts, retry) as Arc<dyn MultipartStore>
+        }
+        "gs" => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            cloud_store!(GoogleCloudStorageBuilder, GoogleConfigKey::Client, url, opts, retry)
+                as Arc<dyn MultipartStore>
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+            cloud_store!(MicrosoftAzureBuilder, AzureConfigKey::Client, url, opts, retry) as Arc<dyn MultipartStore>
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The key prefix of an `s3`/`gs`/`az` URL: its path after the bucket, without slashes.
+pub(crate) fn key_prefix(url: &Url) -> String {
+    url.path().trim_matches('/').to_string()
+}
+
+/// Builds the store for `url` (creating a `file://` directory). No request is sent.
+///
+/// # Errors
+/// A message saying why the URL cannot be a store.
+pub(crate) fn build(url: &Url, opts: &StoreOptions<'_>) -> Result<Built, String> {
+    check(url)?;
+    let retry = retry(opts);
     let (store, multipart): (Arc<dyn ObjectStore>, bool) = match url.scheme() {
         "http" | "https" => return http(url, opts, retry),
         "file" => return file(url),
         "s3" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
             (
-                cloud_store!(AmazonS3Builder, AmazonS3ConfigKey::Client, url, opts, retry),
+                cloud_store!(AmazonS3Builder, AmazonS3ConfigKey::Client, url, opts, retry) as Arc<dyn ObjectStore>,
                 true,
             )
         }
         "gs" => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
             (
-                cloud_store!(GoogleCloudStorageBuilder, GoogleConfigKey::Client, url, opts, retry),
+                cloud_store!(GoogleCloudStorageBuilder, GoogleConfigKey::Client, url, opts, retry)
+                    as Arc<dyn ObjectStore>,
                 true,
             )
         }
         _ => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
             (
-                cloud_store!(MicrosoftAzureBuilder, AzureConfigKey::Client, url, opts, retry),
+                cloud_store!(MicrosoftAzureBuilder, AzureConfigKey::Client, url, opts, retry) as Arc<dyn ObjectStore>,
                 true,
             )
         }

@@ -66,9 +66,19 @@ pub struct TieredBuilder {
     remote: Option<RemoteStore>,
     fetcher: Option<Arc<Fetcher>>,
     refresh: bool,
+    publish_local: bool,
 }
 
 impl TieredBuilder {
+    /// Uploads a local hit the remote lacks (one `HEAD` per local hit): a sharded worker
+    /// killed before its uploads finished publishes its chunks when run again, so the final
+    /// run finds every chunk in the remote.
+    #[must_use]
+    pub fn publish_local(mut self, on: bool) -> Self {
+        self.publish_local = on;
+        self
+    }
+
     /// Adds the memory tier.
     #[must_use]
     pub fn memory(mut self, memory: Option<MemoryStore>) -> Self {
@@ -112,6 +122,7 @@ impl TieredBuilder {
                 remote: self.remote,
                 fetcher: self.fetcher,
                 refresh: self.refresh,
+                publish_local: self.publish_local,
                 uploader: Mutex::new(uploader),
                 lookups: AtomicU64::new(0),
             }),
@@ -139,6 +150,8 @@ struct Tiers {
     remote: Option<RemoteStore>,
     fetcher: Option<Arc<Fetcher>>,
     refresh: bool,
+    /// Upload local hits the remote lacks.
+    publish_local: bool,
     uploader: Mutex<Option<Uploader>>,
     /// Lookups that actually ran (not coalesced).
     lookups: AtomicU64,
@@ -163,6 +176,7 @@ impl Tiered {
             remote: None,
             fetcher: None,
             refresh: false,
+            publish_local: false,
         }
     }
 
@@ -353,6 +367,7 @@ impl Tiers {
         match self.local.get(key).await {
             Ok(Some(c)) => {
                 self.remember(&c).await;
+                self.publish(&c).await;
                 return Ok(Some(hit(c, Tier::Local)));
             }
             Ok(None) => {}
@@ -412,6 +427,22 @@ impl Tiers {
             && let Err(e) = m.put(chunk).await
         {
             debug!("memory tier refused {}: {e}", chunk.key);
+        }
+    }
+
+    /// With [`TieredBuilder::publish_local`]: queues a complete local hit for upload when the
+    /// remote does not hold it.
+    async fn publish(&self, chunk: &Chunk) {
+        let Some(r) = self.remote.as_ref().filter(|r| self.publish_local && !r.is_disabled()) else {
+            return;
+        };
+        if chunk.meta.complete && r.mode() == RemoteMode::ReadWrite && matches!(r.exists(&chunk.key).await, Ok(false)) {
+            debug!(
+                "{}: in the local cache only; uploading it to {}",
+                chunk.key,
+                r.describe()
+            );
+            self.upload(chunk).await;
         }
     }
 

@@ -13,14 +13,15 @@ use crate::cache::{CacheLock, LocalStore, MemoryStore, RemoteStore, RemoteUrlErr
 use crate::fetch::{FetchConfig, FetchStats, Fetcher};
 use crate::metadata::Metadata;
 use crate::output::target::check_targets;
-use crate::run::execute::{Written, resolve_all, tally, write_outputs};
+use crate::run::execute::{TransferBudget, Written, resolve_all, tally, write_outputs};
 use crate::run::exit::RunStatus;
 use crate::run::plan::Plan;
 use crate::run::publication::Publication;
 use crate::run::report::Reporter;
+use crate::run::shard::planned;
 use crate::run::summary::{PublicationSummary, Summary, TardisTraffic, Uploads};
 use crate::run::validate::{PreflightError, preflight};
-use crate::settings::DownloadSettings;
+use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::{ClientConfig, TardisClient};
 
 /// A failure that stops the run before or outside chunk processing.
@@ -102,6 +103,7 @@ pub(super) async fn wire(
         .remote(remote)
         .fetcher(fetcher.clone())
         .refresh(settings.refresh)
+        .publish_local(settings.shard.is_some())
         .build();
     Ok(Wired {
         _lock,
@@ -130,7 +132,7 @@ fn fetcher(
         retry: settings.retry,
         spool_dir: local.spool_dir(),
         keep_decoded: (settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0)
-            .then_some(settings.cache.memory_cache),
+            .then(|| MemoryStore::largest_entry(settings.cache.memory_cache)),
         exported_until: publication.exported_until,
         min_speed: settings.min_speed,
         limits: settings.limits,
@@ -156,7 +158,7 @@ pub(super) async fn run(
     let metadata = Metadata::new(&settings.cache.cache_dir, client.clone(), settings.retry);
     let publication = preflight(settings, &metadata).await?;
     let withhold = !settings.allow_incomplete;
-    let plan = Plan::new(&settings.request).withhold(|k| withhold && !publication.is_final(k.date));
+    let plan = planned(&settings.request, settings.shard).withhold(|k| withhold && !publication.is_final(k.date));
     check_targets(settings, &plan).map_err(PreflightError::Invalid)?;
     let Wired {
         _lock,
@@ -174,6 +176,7 @@ pub(super) async fn run(
         fetcher.as_deref(),
         &plan,
         settings.concurrency,
+        settings.max_transfer.map(|max| TransferBudget { stats: &stats, max }),
         reporter.as_ref(),
         &cancel,
     )
@@ -195,26 +198,41 @@ pub(super) async fn run(
         if let Some(f) = &fetcher {
             f.shutdown_decoders().await;
         }
-        let written = write_outputs(
-            settings,
-            &tiered,
-            &plan,
-            &results,
-            &publication,
-            reporter.as_ref(),
-            &cancel,
-        )
-        .await;
+        let written = if settings.shard.is_some() && !matches!(settings.output, OutputSpec::Partitioned(_)) {
+            // A merged output needs every shard's chunks: one final run without --shard
+            // writes it from the shared tiers.
+            Written::default()
+        } else {
+            write_outputs(
+                settings,
+                &tiered,
+                &plan,
+                &results,
+                &publication,
+                reporter.as_ref(),
+                &cancel,
+            )
+            .await
+        };
         (written, tiered.finish().await)
     };
     reporter.finish();
+    // A signal during the outputs' writing or upload interrupts the run too.
+    let interrupted = interrupted || cancel.is_cancelled();
 
+    let budget_spent = tally.counts.pending > 0
+        && settings
+            .max_transfer
+            .is_some_and(|m| stats.bytes.load(Ordering::Relaxed) >= m);
     let status = if interrupted {
         RunStatus::Interrupted
+    } else if budget_spent && tally.counts.failed == 0 && written.refused.is_empty() {
+        RunStatus::TransferLimit
     } else {
         status(tally.counts.failed, &written)
     };
     let mut summary = Summary::begin(&settings.request);
+    summary.shard = settings.shard.map(|s| s.to_string());
     summary.chunks = tally.counts;
     summary.chunk_rows = tally.chunk_rows;
     summary.bytes_from_cache = tally.bytes_from_cache;
@@ -234,6 +252,19 @@ pub(super) async fn run(
     summary.publication = PublicationSummary::new(&publication, withhold);
     summary.outputs = written.outputs;
     summary.skipped_outputs = [written.refused, written.failed, written.withheld].concat();
+    if let Some(shard) = settings.shard
+        && !matches!(settings.output, OutputSpec::Partitioned(_))
+        && !interrupted
+    {
+        for t in &settings.request.data_types {
+            summary.skipped_outputs.push(crate::run::summary::Failure {
+                chunk: t.to_string(),
+                error: format!(
+                    "shard {shard} holds part of the chunks: the merged file is written by one final run without --shard"
+                ),
+            });
+        }
+    }
     Ok(summary.end(status, started.elapsed().as_secs_f64()))
 }
 

@@ -18,7 +18,6 @@ pub use serve::ServeCommandError;
 
 use crate::cache::StoreError;
 use crate::run::exit::{ExitCode, RunStatus};
-use crate::run::plan::Plan;
 use crate::run::report::Reporter;
 use crate::run::summary::Summary;
 use crate::settings::cli::{CommandKind, Invocation, ParseError, official_name_hint};
@@ -199,13 +198,18 @@ const WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run_download(settings: &DownloadSettings, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
     let run = |cancel| download::run(settings, reporter.clone(), cancel);
-    run_with_signals(&settings.request, settings.json, reporter.clone(), run).await
+    let planned = crate::run::shard::planned(&settings.request, settings.shard)
+        .requests
+        .len() as u64;
+    run_with_signals(&settings.request, planned, settings.json, reporter.clone(), run).await
 }
 
 async fn run_bars(settings: &BarsSettings, reporter: Arc<dyn Reporter>) -> Result<Outcome, Error> {
     let run = |cancel| bars::run(settings, reporter.clone(), cancel);
+    let planned = crate::run::plan::Plan::new(&settings.download.request).requests.len() as u64;
     run_with_signals(
         &settings.download.request,
+        planned,
         settings.download.json,
         reporter.clone(),
         run,
@@ -216,6 +220,7 @@ async fn run_bars(settings: &BarsSettings, reporter: Arc<dyn Reporter>) -> Resul
 /// Runs a download-like command until it ends or a signal stops it, and renders its summary.
 async fn run_with_signals<F, Fut>(
     request: &crate::run::plan::Request,
+    planned: u64,
     json: bool,
     reporter: Arc<dyn Reporter>,
     run: F,
@@ -240,7 +245,7 @@ where
             // The run did not hand back its totals in time: report the plan, nothing done.
             reporter.finish();
             let mut s = Summary::begin(request);
-            s.chunks.total = Plan::new(request).requests.len() as u64;
+            s.chunks.total = planned;
             s.chunks.pending = s.chunks.total;
             s.end(RunStatus::Interrupted, started.elapsed().as_secs_f64())
         }

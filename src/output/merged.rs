@@ -24,10 +24,10 @@ use crate::parquet::encodings::output_properties;
 use crate::parquet::sealed::{SealedError, SealedWriter, keys, verify_sealed_file};
 
 /// Key of the inputs fingerprint in a merged output's footer.
-const META_INPUTS: &str = "tickvault.inputs";
+pub(super) const META_INPUTS: &str = "tickvault.inputs";
 
 /// The fingerprint of a merged output's inputs.
-fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
+pub(crate) fn fingerprint(ctx: &OutputContext, chunks: &[Chunk]) -> String {
     let mut text = format!(
         "{OUTPUT_FORMAT}|{}|{}|{}|{}\n",
         crate::VERSION,

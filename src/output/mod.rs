@@ -11,13 +11,14 @@ pub mod lock;
 pub mod merge;
 mod merged;
 mod partitioned;
+pub mod store;
 pub mod target;
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub(crate) use merged::write_merged;
+pub(crate) use merged::{fingerprint, write_merged};
 pub(crate) use partitioned::write_partitioned;
 
 use crate::model::DataType;

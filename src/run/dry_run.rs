@@ -11,8 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use tracing::warn;
 
-use super::execute::output_target;
-use super::plan::Plan;
+use super::execute::shown_target;
 use super::summary::JSON_SCHEMA;
 use crate::cache::chunk_file::read_meta;
 use crate::cache::{LocalStore, RemoteStore};
@@ -72,6 +71,10 @@ pub struct DryRun {
     pub chunks: Vec<PlannedChunk>,
     /// The outputs.
     pub outputs: Vec<PlannedOutput>,
+    /// This worker's shard (`K/N`), with `--shard`.
+    pub shard: Option<String>,
+    /// The plan priced, with `--estimate`.
+    pub estimate: Option<super::estimate::Estimate>,
 }
 
 /// Chunks per expected tier.
@@ -94,13 +97,13 @@ impl DryRun {
     /// The remote cache URL cannot be opened.
     pub async fn build(settings: &DownloadSettings) -> Result<Self, DownloadError> {
         let request = &settings.request;
-        let plan = Plan::new(request);
+        let plan = super::shard::planned(request, settings.shard);
         let keys: Vec<ChunkKey> = plan.requests.iter().map(|(k, _)| k.clone()).collect();
         let local = local_hits(settings, keys.clone()).await;
         let remote = remote_hits(settings, &keys, &local).await?;
         let exported_until = exported_until(settings).await;
         let mut tiers = TierCounts::default();
-        let chunks = keys
+        let chunks: Vec<PlannedChunk> = keys
             .iter()
             .zip(local.iter().zip(&remote))
             .map(|(key, (&local, &remote))| {
@@ -129,7 +132,7 @@ impl DryRun {
             .iter()
             .map(|t| PlannedOutput {
                 data_type: t.to_string(),
-                path: output_target(settings, *t).0.display().to_string(),
+                path: shown_target(settings, *t),
             })
             .collect();
         Ok(Self {
@@ -143,6 +146,17 @@ impl DryRun {
             to: request.range.to.to_string(),
             exported_until: exported_until.map(|t| t.to_string()),
             tiers,
+            estimate: settings.estimate.map(|p| {
+                super::estimate::estimate(
+                    // In no cache while --offline: what the plan costs once run online.
+                    chunks
+                        .iter()
+                        .zip(&keys)
+                        .map(|(c, k)| (k.data_type, matches!(c.tier, "tardis" | "none"))),
+                    &p,
+                )
+            }),
+            shard: settings.shard.map(|s| s.to_string()),
             chunks,
             outputs,
         })
@@ -168,6 +182,14 @@ impl DryRun {
                 String::new()
             }
         );
+        if let Some(e) = &self.estimate {
+            // The totals only: a plan worth estimating is too long to list.
+            s.push_str(&e.render());
+            for o in &self.outputs {
+                let _ = writeln!(s, "would write {} ({})", o.path, o.data_type);
+            }
+            return s;
+        }
         let width = self.chunks.iter().map(|c| c.chunk.len()).max().unwrap_or(5).max(5);
         let _ = writeln!(s, "{:width$}  {:6}  exported", "chunk", "tier");
         for c in &self.chunks {

@@ -19,24 +19,44 @@ use super::publication::Publication;
 use super::report::Reporter;
 use super::summary::{ChunkCounts, Failure};
 use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
-use crate::fetch::Fetcher;
+use crate::fetch::{FetchStats, Fetcher};
 use crate::model::{ChunkKey, DataType, TimeRange};
 use crate::output::lock::OutputLock;
+use crate::output::store::{Existing, OutputStore};
 use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
-use crate::output::{Order, OutputContext, OutputError, OutputResult, write_merged, write_partitioned};
+use crate::output::{Order, OutputContext, OutputError, OutputResult, fingerprint, write_merged, write_partitioned};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
 
 /// Each chunk's outcome.
 pub(crate) type Results = HashMap<ChunkKey, Result<Resolved, Arc<ResolveError>>>;
 
+/// `--max-transfer`: the bytes fetched from Tardis so far, and the most a run may fetch
+/// before it stops starting chunks.
+#[derive(Clone, Copy)]
+pub(crate) struct TransferBudget<'a> {
+    /// The fetcher's counters.
+    pub stats: &'a FetchStats,
+    /// The limit in bytes.
+    pub max: u64,
+}
+
+impl TransferBudget<'_> {
+    /// Whether the run has fetched its budget.
+    pub fn spent(&self) -> bool {
+        self.stats.bytes.load(std::sync::atomic::Ordering::Relaxed) >= self.max
+    }
+}
+
 /// Resolves every chunk of the plan, at most `concurrency` (plus a margin for cache hits) at
-/// once, until done or `cancel`led.
+/// once, until done, `cancel`led, or the transfer `budget` is spent (then no chunk is started,
+/// those in flight finish).
 pub(crate) async fn resolve_all(
     tiered: &Arc<Tiered>,
     fetcher: Option<&Fetcher>,
     plan: &Plan,
     concurrency: usize,
+    budget: Option<TransferBudget<'_>>,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> Results {
@@ -52,6 +72,7 @@ pub(crate) async fn resolve_all(
     loop {
         while running.len() < width
             && !cancel.is_cancelled()
+            && !budget.is_some_and(|b| b.spent())
             && let Some(key) = jobs.pop()
         {
             let tiered = tiered.clone();
@@ -229,16 +250,19 @@ pub(crate) async fn write_outputs(
             .map(|k| results.get(*k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
             .collect();
         let Some(chunks) = chunks else {
-            let missing = wanted
+            let failed = wanted
                 .iter()
-                .filter(|k| !matches!(results.get(**k), Some(Ok(_))))
+                .filter(|k| matches!(results.get(**k), Some(Err(_))))
                 .count();
+            let pending = wanted.iter().filter(|k| !results.contains_key(**k)).count();
+            let what = match (failed, pending) {
+                (f, 0) => format!("{f} of {} chunks failed", wanted.len()),
+                (0, p) => format!("{p} of {} chunks not fetched yet", wanted.len()),
+                (f, p) => format!("{f} of {} chunks failed and {p} not fetched yet", wanted.len()),
+            };
             w.failed.push(Failure {
                 chunk: data_type.to_string(),
-                error: format!(
-                    "{missing} of {} chunks failed; no partial file is written",
-                    wanted.len()
-                ),
+                error: format!("{what}; no partial file is written"),
             });
             continue;
         };
@@ -352,10 +376,39 @@ async fn write_output(
 ) -> Result<OutputResult, OutputError> {
     let ctx = context(settings, data_type, publication, resident);
     let (target, lock_dir) = output_target(settings, data_type);
-    reporter.writing(&target.display().to_string());
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
-    let cancel = cancel.clone();
-    tokio::task::spawn_blocking(move || {
+    // An object-store output is staged under the cache directory (the lock directory is
+    // the staging root), then published.
+    let store = settings
+        .output_store
+        .as_ref()
+        .map(|u| OutputStore::open(u, &lock_dir, settings.connect_timeout))
+        .transpose()?;
+    if let Some(store) = &store {
+        let shown = store.key(&target)?.1;
+        reporter.writing(&shown);
+        if !partitioned {
+            let fp = fingerprint(&ctx, &chunks);
+            match store
+                .merged_state(&target, &data_type.to_string(), &fp, &ctx.identity)
+                .await?
+            {
+                Existing::Same(done) => return Ok(done),
+                Existing::Other(what) if !settings.overwrite => {
+                    return Err(OutputError::Refused {
+                        path: PathBuf::from(shown),
+                        what,
+                    });
+                }
+                Existing::Other(_) | Existing::Stale | Existing::Missing => {}
+            }
+        }
+    } else {
+        reporter.writing(&target.display().to_string());
+    }
+    let cancel_job = cancel.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let cancel = cancel_job;
         let _lock = OutputLock::acquire(&lock_dir, &cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;
         if partitioned {
             write_partitioned(&ctx, &target, &chunks, &cancel)
@@ -370,5 +423,30 @@ async fn write_output(
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })
-    })
+    })?;
+    match store {
+        Some(store) => store.publish(written, cancel).await,
+        None => Ok(written),
+    }
+}
+
+/// The output of `data_type` as the user names it: a path, or the object store's URL.
+pub(crate) fn shown_target(settings: &DownloadSettings, data_type: DataType) -> String {
+    let (target, staging) = output_target(settings, data_type);
+    match &settings.output_store {
+        Some(url) => {
+            let rel = target
+                .strip_prefix(&staging)
+                .unwrap_or(&target)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let base = if url.path().ends_with(".parquet") {
+                url.join("./").map_or_else(|_| url.to_string(), |u| u.to_string())
+            } else {
+                url.to_string()
+            };
+            format!("{}/{rel}", base.trim_end_matches('/'))
+        }
+        None => target.display().to_string(),
+    }
 }

@@ -13,6 +13,8 @@ pub enum RunStatus {
     Failed,
     /// Some days are not published by Tardis yet: their outputs were withheld; retry later.
     NotPublished,
+    /// `--max-transfer` bytes were fetched from Tardis: chunks were left for the next run.
+    TransferLimit,
     /// An output path holds the output of another request (and `--overwrite` was not given).
     Refused,
     /// Stopped by Ctrl-C / SIGTERM.
@@ -28,7 +30,7 @@ pub enum ExitCode {
     Failure,
     /// Bad usage or input: nothing fetched, nothing written.
     Usage,
-    /// Data not yet published by Tardis: retry later.
+    /// Data not yet published by Tardis, or the transfer budget is spent: retry later.
     NotPublished,
     /// Interrupted by SIGINT/SIGTERM.
     Interrupted,
@@ -52,7 +54,7 @@ impl From<RunStatus> for ExitCode {
         match status {
             RunStatus::Ok => ExitCode::Success,
             RunStatus::Failed => ExitCode::Failure,
-            RunStatus::NotPublished => ExitCode::NotPublished,
+            RunStatus::NotPublished | RunStatus::TransferLimit => ExitCode::NotPublished,
             RunStatus::Refused => ExitCode::Usage,
             RunStatus::Interrupted => ExitCode::Interrupted,
         }

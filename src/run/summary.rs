@@ -133,6 +133,8 @@ pub struct Summary {
     pub from: String,
     /// End of the range, exclusive (RFC 3339).
     pub to: String,
+    /// This worker's shard (`K/N`), when the run was one.
+    pub shard: Option<String>,
     /// Chunks per source tier (for `bars`: symbol-days, by where their bars came from).
     pub chunks: ChunkCounts,
     /// `tickvault bars` only: derived chunks and raw reads.
@@ -180,6 +182,7 @@ impl Summary {
             data_types: request.data_types.iter().map(ToString::to_string).collect(),
             from: request.range.from.to_string(),
             to: request.range.to.to_string(),
+            shard: None,
             chunks: ChunkCounts::default(),
             bars: None,
             chunk_rows: 0,
@@ -314,6 +317,15 @@ impl Summary {
                     self.publication.incomplete_days.len()
                 );
             }
+            RunStatus::TransferLimit => {
+                let _ = writeln!(
+                    s,
+                    "transfer limit reached: {} fetched from Tardis (--max-transfer); {} of {} chunks left for the next run (retry later: it resumes)",
+                    HumanBytes(self.tardis.bytes),
+                    c.pending,
+                    c.total
+                );
+            }
             RunStatus::Refused => {
                 let _ = writeln!(
                     s,
@@ -336,7 +348,9 @@ impl Summary {
     /// Chunks per tier, rows, traffic and time.
     fn traffic_line(&self) -> String {
         let c = &self.chunks;
-        let mut s = format!(
+        let mut s = self.shard.as_ref().map(|k| format!("shard {k}: ")).unwrap_or_default();
+        let _ = write!(
+            s,
             "{} chunks: {} from Tardis, {} local, {} remote, {} memory",
             c.total, c.tardis, c.local, c.remote, c.memory
         );

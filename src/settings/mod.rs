@@ -71,8 +71,10 @@ pub struct CacheSettings {
 pub struct DownloadSettings {
     /// What to download.
     pub request: Request,
-    /// Where the output goes.
+    /// Where the output goes (for an object-store output, its staging directory).
     pub output: OutputSpec,
+    /// The object store the output is published to (`-o s3://bucket/prefix/`), if any.
+    pub output_store: Option<Url>,
     /// Row order of merged outputs.
     pub order: Order,
     /// The cache tiers.
@@ -115,6 +117,28 @@ pub struct DownloadSettings {
     pub json: bool,
     /// Print the plan and stop.
     pub dry_run: bool,
+    /// With the dry run: price the plan.
+    pub estimate: Option<crate::run::estimate::EstimateParams>,
+    /// This worker's share of the chunks (`--shard`).
+    pub shard: Option<crate::run::shard::Shard>,
+    /// Stop starting chunks after this many bytes from Tardis (`--max-transfer`).
+    pub max_transfer: Option<u64>,
+}
+
+/// A size for people, in decimal units (`1.5 TB`, `640 MB`), as Tardis states its limits.
+pub fn show_bytes(n: u64) -> String {
+    let f = n as f64;
+    for (unit, scale) in [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)] {
+        if f >= scale {
+            let v = f / scale;
+            return if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{}{unit}", (v * 10.0).round() / 10.0)
+            };
+        }
+    }
+    format!("{n}B")
 }
 
 /// Reads a layered option that has a default.
@@ -129,7 +153,6 @@ impl DownloadSettings {
     /// [`UsageError`] naming the flag or key at fault.
     pub fn resolve(o: &Options) -> Result<Self, UsageError> {
         let request = request(o)?;
-        let output = output(o, &request)?;
         if defaulted(&o.offline) && defaulted(&o.refresh) {
             return Err(usage("--offline and --refresh contradict each other"));
         }
@@ -146,12 +169,28 @@ impl DownloadSettings {
         }
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
+        let (output, output_store) = output(o, &request, &cache.cache_dir)?;
         let concurrency = concurrency(o)?;
         let rate_limit = rate_limit(o)?;
         let retry = retry_policy(o)?;
+        let dry_run = defaulted(&o.dry_run);
+        let estimate = estimate(o, dry_run)?;
+        let shard = o
+            .shard
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|raw| crate::run::shard::parse(raw, &|name| std::env::var(name).ok()))
+            .transpose()
+            .map_err(usage)?;
+        let max_transfer = match o.max_transfer {
+            Some(spec::Size(0)) => return Err(usage("invalid --max-transfer 0: expected a size such as 400GB")),
+            Some(spec::Size(n)) => Some(n),
+            None => None,
+        };
         Ok(Self {
             request,
             output,
+            output_store,
             order: defaulted(&o.order).parse().map_err(usage)?,
             cache,
             offline: defaulted(&o.offline),
@@ -172,9 +211,39 @@ impl DownloadSettings {
             min_speed: min_speed(o),
             limits: limits(o)?,
             json: defaulted(&o.json),
-            dry_run: defaulted(&o.dry_run),
+            dry_run,
+            estimate,
+            shard,
+            max_transfer,
         })
     }
+}
+
+/// The estimate's parameters, with `--dry-run --estimate` only.
+fn estimate(o: &Options, dry_run: bool) -> Result<Option<crate::run::estimate::EstimateParams>, UsageError> {
+    if !defaulted(&o.estimate) {
+        return Ok(None);
+    }
+    if !dry_run {
+        return Err(usage("--estimate prices a plan: give it with --dry-run"));
+    }
+    let workers = defaulted(&o.workers);
+    if !(1..=crate::run::shard::MAX_SHARDS as usize).contains(&workers) {
+        return Err(usage(format!(
+            "invalid --workers {workers}: expected 1 to {}",
+            crate::run::shard::MAX_SHARDS
+        )));
+    }
+    let throughput = defaulted(&o.throughput).0;
+    if throughput == 0 {
+        return Err(usage("invalid --throughput 0: expected bytes per second such as 17MB"));
+    }
+    Ok(Some(crate::run::estimate::EstimateParams {
+        workers: workers as u64,
+        throughput,
+        limit_daily: o.plan_limit_daily.map(|s| s.0).filter(|&n| n > 0),
+        limit_requests: o.plan_limit_requests.map(|n| n as u64).filter(|&n| n > 0),
+    }))
 }
 
 /// Downloads in flight (`--concurrency`), checked.
@@ -332,10 +401,52 @@ fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
     out
 }
 
-/// Where the output goes, checked writable.
-fn output(o: &Options, request: &Request) -> Result<OutputSpec, UsageError> {
+/// An object-store output URL (`s3://`, `gs://`, `az://`, `file://`), if `-o` is one.
+fn output_url(raw: &std::path::Path) -> Result<Option<Url>, UsageError> {
+    let Some(text) = raw.to_str().filter(|t| t.contains("://")) else {
+        return Ok(None);
+    };
+    let mut url = Url::parse(text).map_err(|e| usage(format!("invalid --output URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(usage(
+            "--output URL must not hold credentials: give them in the store's environment (AWS_*, GOOGLE_*, AZURE_*)",
+        ));
+    }
+    let scheme = url.scheme();
+    if scheme != "file" && !crate::output::store::OUTPUT_SCHEMES.contains(&scheme) {
+        return Err(usage(format!(
+            "invalid --output URL: scheme '{scheme}' (expected s3, gs, az or file, or a local path)"
+        )));
+    }
+    crate::cache::store_url::check(&url).map_err(|e| usage(format!("invalid --output URL: {e}")))?;
+    // A directory URL ends with '/', so that keys join under it.
+    if !url.path().ends_with(".parquet") && !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(Some(url))
+}
+
+/// Where the output goes, checked writable: a local path, or an object-store URL whose
+/// output is staged under the cache directory.
+fn output(
+    o: &Options,
+    request: &Request,
+    cache_dir: &std::path::Path,
+) -> Result<(OutputSpec, Option<Url>), UsageError> {
     let partitioned = defaulted(&o.partitioned);
-    let out_path = defaulted(&o.output);
+    let raw = defaulted(&o.output);
+    let url = output_url(&raw)?;
+    let out_path = match &url {
+        None => raw,
+        Some(u) => {
+            let staging = crate::output::store::staging_dir(cache_dir, u);
+            match u.path().rsplit('/').next().filter(|n| n.ends_with(".parquet")) {
+                Some(name) => staging.join(name),
+                None => staging,
+            }
+        }
+    };
     let is_file = out_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let spec = match (is_file, partitioned) {
         (true, true) => {
@@ -355,7 +466,7 @@ fn output(o: &Options, request: &Request) -> Result<OutputSpec, UsageError> {
         (false, false) => OutputSpec::Dir(out_path),
     };
     checks::check_output(&spec)?;
-    Ok(spec)
+    Ok((spec, url))
 }
 
 impl CacheSettings {

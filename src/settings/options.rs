@@ -135,6 +135,25 @@ options! {
     /// Most bytes one day-file may inflate to; a larger one fails the chunk (a gzip bomb). The
     /// largest real days (options_chain, 9.5 GB of gzip) inflate to tens of GB.
     max_inflated_size: Size { value_name: "SIZE", heading: LIMITS, scope: TARDIS, default: Some("256GiB") }
+    /// This worker's share of the chunks: K/N (1-based, 1/3 to 3/3), or auto (auto/N) from the
+    /// scheduler's environment: JOB_COMPLETION_INDEX (Kubernetes Indexed Job), SLURM_ARRAY_TASK_*,
+    /// AWS_BATCH_JOB_ARRAY_INDEX, CI_NODE_INDEX/CI_NODE_TOTAL (GitLab), CIRCLE_NODE_* (CircleCI).
+    shard: String { value_name: "K/N", heading: FETCH, scope: Scope::DOWNLOAD, in_file: false }
+    /// Stop starting chunks once this many bytes were fetched from Tardis in this run, and exit 3
+    /// (retry later); the next run resumes.
+    max_transfer: Size { value_name: "SIZE", heading: FETCH, scope: Scope::DOWNLOAD }
+    /// With --dry-run: price the plan (bytes and requests to Tardis, time for --workers at
+    /// --throughput) and check it against --plan-limit-daily and --plan-limit-requests.
+    estimate: bool { heading: FETCH, scope: Scope::DOWNLOAD, default: Some("false") }
+    /// Workers (shards) the estimate splits the plan between.
+    workers: usize { value_name: "N", heading: FETCH, scope: Scope::DOWNLOAD, default: Some("1") }
+    /// Bytes from Tardis per second one worker brings in (gzip; measured on 2 cores, README
+    /// "Scale out").
+    throughput: Size { value_name: "SIZE", heading: FETCH, scope: Scope::DOWNLOAD, default: Some("17MB") }
+    /// The key's daily transfer limit (Tardis's plans: 0.5TB to 50TB a day), for the estimate.
+    plan_limit_daily: Size { value_name: "SIZE", heading: FETCH, scope: Scope::DOWNLOAD }
+    /// The key's daily request limit, for the estimate.
+    plan_limit_requests: usize { value_name: "N", heading: FETCH, scope: Scope::DOWNLOAD }
     /// Accept a plan of more chunks than the limit (100,000) without asking.
     yes: bool { heading: FETCH, default: Some("false") }
 
@@ -249,6 +268,7 @@ mod tests {
         let limits = crate::decode::DecodeLimits::default();
         assert_eq!(size("max_line_size"), limits.max_line as u64);
         assert_eq!(size("max_inflated_size"), limits.max_inflated);
+        assert_eq!(size("throughput"), crate::run::estimate::MEASURED_THROUGHPUT);
         let speed = crate::model::MinSpeed::default();
         assert_eq!(size("min_transfer_speed"), speed.bytes_per_sec);
         assert_eq!(

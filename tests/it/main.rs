@@ -18,6 +18,8 @@ mod reliability; // a hostile world: storms, SIGKILL, full disks, bombs, forgeri
 mod remote; // the shared remote cache through the binary: machine A/B, dead/slow/lying remotes
 mod secrets; // the API key and remote token never leak
 mod serve; // tickvault serve: the team's edge cache, with real clients, tokens, crashes, metrics
+mod shard; // --shard K/N and auto over S3 (moto), the final offline merge, --max-transfer
+mod store_output; // -o s3://…: outputs on object stores, never partial, no-op re-runs
 mod support;
 mod tiers; // one conformance suite for every tier; coalescing and back-fill
 mod unattended; // jobs, config discovery, relative dates, logs, --dry-run, JSON failures, completions

@@ -29,6 +29,7 @@ fn sample(spec: &Spec, config: &str) -> (String, String) {
         ("color", _) => same("always"),
         ("progress", _) => same("plain"),
         ("now", _) => same("2024-03-07T07:15:00Z"),
+        ("shard", _) => same("2/3"),
         ("from" | "to", _) => same("today-3d"),
         ("exchange", _) => same("okex-swap"),
         ("remote_cache", _) => same("file:///srv/tickvault-cache/"),
