@@ -4,7 +4,8 @@
 //! served by the first cache tier that holds it (memory, local Parquet, a remote edge cache) or
 //! fetched from the Tardis datasets API under a semaphore and a token bucket, decoded from
 //! gzip CSV into typed Arrow batches and sealed into a checksummed Parquet chunk file. The
-//! outputs merge the chunk files by `local_timestamp`. ARCHITECTURE.md walks a chunk through.
+//! merged outputs are assembled from the chunk files' column chunks (symbol-major), or merged by
+//! `local_timestamp` (`--order time`). ARCHITECTURE.md walks a chunk through.
 //!
 //! Module map, in pipeline order:
 //! - [`commands`]: the dispatcher, `download` and `serve` wiring, `exchanges`, `cache stats|verify|prune`,
@@ -21,7 +22,7 @@
 //! - [`decode`]: gzip CSV → typed Arrow batches;
 //! - [`parquet`]: sealed (checksummed) files, the parallel writer, encodings, atomic writes;
 //! - [`output`]: merged files and the partitioned dataset, on disk or published to an object store;
-//! - [`redact`]: the one layer that removes secrets from everything printed.
+//! - [`redact`]: the one layer that removes secrets from everything printed;
 //! - [`serve`]: `tickvault serve`, the team's pull-through edge cache over the same tiers;
 //! - [`bars`]: `tickvault bars`, OHLCV bars folded from trades into derived chunks cached in
 //!   the same tiers.
