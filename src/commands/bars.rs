@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use jiff::SignedDuration;
@@ -18,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::download::{DownloadError, Wired, client, wire};
+use super::download::{DownloadError, Wired, client, stop_if_unreachable, wire};
 use crate::bars::assemble::{Assembler, Bar};
 use crate::bars::chunk::read_rows;
 use crate::bars::output::{self, BarBatcher, BarsFile};
@@ -107,7 +106,7 @@ pub(super) async fn run(
     let started = Instant::now();
     let dl = &settings.download;
     let client = (!dl.offline).then(|| client(dl)).transpose()?;
-    let metadata = Metadata::new(&dl.cache.cache_dir, client.clone(), dl.retry);
+    let metadata = Metadata::new(&dl.cache.cache_dir, client.clone(), dl.tardis.retry);
     let checked = preflight(dl, &metadata).await?;
     let request = widened(settings);
     let publication = publication_of(settings, &metadata, &checked, &request.range.days()).await;
@@ -130,32 +129,11 @@ pub(super) async fn run(
         keep_raw: settings.keep_raw,
         mac: dl.cache.mac.clone(),
     };
-    info!(
-        event = "plan",
-        "bars {} {}: {} to {}, intervals {}, {} symbol-days",
-        dl.request.exchange,
-        dl.request.symbols.join(","),
-        dl.request.range.from,
-        dl.request.range.to,
-        settings
-            .intervals
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        plan.requests.len()
-    );
+    log_plan(settings, &plan);
     reporter.track_traffic(stats.clone());
     reporter.start(plan.requests.len() as u64);
-    let results = resolve_days(&deriver, &plan, dl.concurrency, reporter.as_ref(), &cancel).await;
-    if let Some(f) = &fetcher
-        && let Some(why) = f.unreachable()
-    {
-        f.shutdown_decoders().await;
-        tiered.finish().await;
-        reporter.finish();
-        return Err(DownloadError::Unreachable(why));
-    }
+    let results = resolve_days(&deriver, &plan, dl.tardis.concurrency, reporter.as_ref(), &cancel).await;
+    stop_if_unreachable(fetcher.as_deref(), &tiered, reporter.as_ref()).await?;
     if let Some(f) = &fetcher {
         f.shutdown_decoders().await;
     }
@@ -175,30 +153,37 @@ pub(super) async fn run(
         )
         .await
     };
-    let uploaded = if interrupted {
-        Default::default()
+    let uploads = if interrupted {
+        Uploads::default()
     } else {
-        tiered.finish().await
+        tiered.finish().await.into()
     };
     reporter.finish();
-    let traffic = TardisTraffic {
-        requests: stats.requests.load(Ordering::Relaxed),
-        retries: stats.retries.load(Ordering::Relaxed),
-        bytes: stats.bytes.load(Ordering::Relaxed),
-        metadata_requests: metadata.requests(),
-        retries_by_reason: stats.retries_by_reason(),
-    };
+    let traffic = TardisTraffic::new(&stats, metadata.requests());
     let ended = Ended {
         written,
-        uploads: Uploads {
-            uploaded: uploaded.uploaded,
-            failed: uploaded.failed,
-        },
+        uploads,
         figures,
         interrupted,
         publication: PublicationSummary::new(&publication, withhold),
     };
     Ok(summarize(settings, &plan, &results, ended, traffic).end_with(started))
+}
+
+/// The request at info level: what the bars are of and how many symbol-days are read.
+fn log_plan(settings: &BarsSettings, plan: &Plan) {
+    let r = &settings.download.request;
+    let intervals: Vec<String> = settings.intervals.iter().map(ToString::to_string).collect();
+    info!(
+        event = "plan",
+        "bars {} {}: {} to {}, intervals {}, {} symbol-days",
+        r.exchange,
+        r.symbols.join(","),
+        r.range.from,
+        r.range.to,
+        intervals.join(","),
+        plan.requests.len()
+    );
 }
 
 /// What a run came to, for its summary.
@@ -232,12 +217,10 @@ fn summarize(
         .map(|i| output::kind(*i, settings.by))
         .collect();
     summary.bars = Some(ended.figures);
-    summary.rows = w.outputs.iter().map(|o| o.rows).sum();
     summary.tardis = traffic;
     summary.uploads = ended.uploads;
     summary.publication = ended.publication;
-    summary.outputs = w.outputs;
-    summary.skipped_outputs = [w.refused, w.failed, w.withheld].concat();
+    w.fill(&mut summary);
     Closing(summary, status)
 }
 
@@ -358,35 +341,21 @@ async fn write_outputs(
     cancel: &CancellationToken,
 ) -> Written {
     let mut w = Written::default();
-    let dl = &settings.download;
     let keys = &plan.per_type[0].1;
     let kinds: Vec<String> = settings
         .intervals
         .iter()
         .map(|i| output::kind(*i, settings.by))
         .collect();
-    if !plan.withheld.is_empty() {
-        for k in &kinds {
-            w.withheld.push(Failure {
-                chunk: k.clone(),
-                error: format!(
-                    "not yet published: {}; no file is written; retry later",
-                    publication.describe(&dl.request.exchange)
-                ),
-            });
-        }
-        return w;
-    }
-    let failed = keys.iter().filter(|k| !matches!(results.get(*k), Some(Ok(_)))).count();
-    if failed > 0 {
-        for k in &kinds {
-            w.failed.push(Failure {
-                chunk: k.clone(),
-                error: format!(
-                    "{failed} of {} symbol-days failed; no partial file is written",
-                    keys.len()
-                ),
-            });
+    if let Some(why) = unwritable(settings, plan, results, publication) {
+        let skipped = kinds.iter().map(|k| Failure {
+            chunk: k.clone(),
+            error: why.clone(),
+        });
+        if plan.withheld.is_empty() {
+            w.failed.extend(skipped);
+        } else {
+            w.withheld.extend(skipped);
         }
         return w;
     }
@@ -409,44 +378,12 @@ async fn write_outputs(
             days: days.clone(),
         };
         reporter.writing(&job.kind);
-        let cancel = cancel.clone();
-        let started = Instant::now();
-        let done = tokio::task::spawn_blocking(move || job.write(&cancel))
-            .await
-            .unwrap_or_else(|e| {
-                Err(OutputError::Io {
-                    what: "writing",
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(e),
-                })
-            });
-        match done {
+        match job.spawn(cancel).await {
             Ok((outputs, late)) => {
                 figures.late_trades += late;
-                for o in outputs {
-                    info!(
-                        event = "output",
-                        path = %o.path.display(),
-                        rows = o.rows,
-                        "{}: {} bars, {:.2} s",
-                        o.path.display(),
-                        o.rows,
-                        started.elapsed().as_secs_f64()
-                    );
-                    w.outputs.push(o);
-                }
+                w.outputs.extend(outputs);
             }
-            Err(e) => {
-                let failure = Failure {
-                    chunk: kinds[j].clone(),
-                    error: crate::error::chain(&e),
-                };
-                if matches!(e, OutputError::Refused { .. }) {
-                    w.refused.push(failure);
-                } else {
-                    w.failed.push(failure);
-                }
-            }
+            Err(e) => w.push_error(kinds[j].clone(), &e),
         }
     }
     if figures.late_trades > 0 {
@@ -456,6 +393,24 @@ async fn write_outputs(
         );
     }
     w
+}
+
+/// Why no output can be written: days not yet published, or symbol-days that failed.
+fn unwritable(settings: &BarsSettings, plan: &Plan, results: &DayResults, publication: &Publication) -> Option<String> {
+    if !plan.withheld.is_empty() {
+        return Some(format!(
+            "not yet published: {}; no file is written; retry later",
+            publication.describe(&settings.download.request.exchange)
+        ));
+    }
+    let keys = &plan.per_type[0].1;
+    let failed = keys.iter().filter(|k| !matches!(results.get(*k), Some(Ok(_)))).count();
+    (failed > 0).then(|| {
+        format!(
+            "{failed} of {} symbol-days failed; no partial file is written",
+            keys.len()
+        )
+    })
 }
 
 /// The output of one interval.
@@ -474,12 +429,39 @@ trait Sink {
 }
 
 impl IntervalJob {
+    /// Writes the interval's output on a blocking thread and logs what it wrote.
+    async fn spawn(self, cancel: &CancellationToken) -> Result<(Vec<OutputResult>, u64), OutputError> {
+        let cancel = cancel.clone();
+        let started = Instant::now();
+        let done = tokio::task::spawn_blocking(move || self.write(&cancel))
+            .await
+            .unwrap_or_else(|e| {
+                Err(OutputError::Io {
+                    what: "writing",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                })
+            })?;
+        for o in &done.0 {
+            info!(
+                event = "output",
+                path = %o.path.display(),
+                rows = o.rows,
+                "{}: {} bars, {:.2} s",
+                o.path.display(),
+                o.rows,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(done)
+    }
+
     fn source(&self) -> String {
         let dl = &self.settings.download;
         let r = &dl.request;
         format!(
             "{} exchange={} data_type=trades symbols={} from={} to={} bars={} by={}{}",
-            redact_url(&dl.datasets_url),
+            redact_url(&dl.tardis.datasets_url),
             r.exchange,
             r.symbols.join(","),
             r.range.from,
@@ -497,15 +479,10 @@ impl IntervalJob {
     /// Writes the interval's output; returns it (or the partitions) and the late trades.
     fn write(&self, cancel: &CancellationToken) -> Result<(Vec<OutputResult>, u64), OutputError> {
         let dl = &self.settings.download;
-        let (lock_dir, partitioned) = match &dl.output {
-            OutputSpec::Dir(d) => (d.clone(), None),
-            OutputSpec::Partitioned(d) => (d.clone(), Some(d.clone())),
-            OutputSpec::File(p) => (
-                p.parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
-                None,
-            ),
+        let lock_dir = dl.output.dir();
+        let partitioned = match &dl.output {
+            OutputSpec::Partitioned(d) => Some(d.clone()),
+            OutputSpec::Dir(_) | OutputSpec::File(_) => None,
         };
         std::fs::create_dir_all(&lock_dir).map_err(OutputError::io("creating", &lock_dir))?;
         let _lock = OutputLock::acquire(&lock_dir, cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;

@@ -13,16 +13,16 @@ use crate::cache::{CacheLock, LocalStore, MemoryStore, RemoteStore, RemoteUrlErr
 use crate::fetch::{FetchConfig, FetchStats, Fetcher};
 use crate::metadata::Metadata;
 use crate::output::target::check_targets;
-use crate::run::execute::{TransferBudget, Written, resolve_all, tally, write_outputs};
+use crate::run::execute::{Tally, TransferBudget, Written, resolve_all, tally, write_outputs};
 use crate::run::exit::RunStatus;
 use crate::run::plan::Plan;
 use crate::run::publication::Publication;
 use crate::run::report::Reporter;
 use crate::run::shard::planned;
-use crate::run::summary::{PublicationSummary, Summary, TardisTraffic, Uploads};
+use crate::run::summary::{Failure, PublicationSummary, Summary, TardisTraffic, Uploads};
 use crate::run::validate::{PreflightError, preflight};
 use crate::settings::{DownloadSettings, OutputSpec};
-use crate::tardis::{ClientConfig, TardisClient};
+use crate::tardis::TardisClient;
 
 /// A failure that stops the run before or outside chunk processing.
 #[derive(Debug, thiserror::Error)]
@@ -53,14 +53,7 @@ impl DownloadError {
 
 /// The HTTP client of the run.
 pub(super) fn client(settings: &DownloadSettings) -> Result<TardisClient, DownloadError> {
-    TardisClient::new(ClientConfig {
-        datasets_url: settings.datasets_url.clone(),
-        api_url: settings.api_url.clone(),
-        api_key: settings.api_key.clone(),
-        connect_timeout: settings.connect_timeout,
-        read_timeout: settings.read_timeout,
-    })
-    .map_err(|e| DownloadError::Client(e.without_url()))
+    TardisClient::new(settings.tardis.client_config()).map_err(|e| DownloadError::Client(e.without_url()))
 }
 
 /// The tiers and the fetcher of a run, over the cache directory held shared.
@@ -126,16 +119,16 @@ fn fetcher(
         return Ok(None);
     };
     let config = FetchConfig {
-        concurrency: settings.concurrency,
-        rate_limit: settings.rate_limit,
-        decoders: settings.decoders,
-        retry: settings.retry,
+        concurrency: settings.tardis.concurrency,
+        rate_limit: settings.tardis.rate_limit,
+        decoders: settings.tardis.decoders,
+        retry: settings.tardis.retry,
         spool_dir: local.spool_dir(),
         keep_decoded: (settings.order == crate::output::Order::Time && settings.cache.memory_cache > 0)
             .then(|| MemoryStore::largest_entry(settings.cache.memory_cache)),
         exported_until: publication.exported_until,
-        min_speed: settings.min_speed,
-        limits: settings.limits,
+        min_speed: settings.tardis.min_speed,
+        limits: settings.tardis.limits,
         mac: settings.cache.mac.clone(),
     };
     let fetcher =
@@ -155,7 +148,7 @@ pub(super) async fn run(
 ) -> Result<Summary, DownloadError> {
     let started = Instant::now();
     let client = (!settings.offline).then(|| client(settings)).transpose()?;
-    let metadata = Metadata::new(&settings.cache.cache_dir, client.clone(), settings.retry);
+    let metadata = Metadata::new(&settings.cache.cache_dir, client.clone(), settings.tardis.retry);
     let publication = preflight(settings, &metadata).await?;
     let withhold = !settings.allow_incomplete;
     let plan = planned(&settings.request, settings.shard).withhold(|k| withhold && !publication.is_final(k.date));
@@ -175,25 +168,18 @@ pub(super) async fn run(
         &tiered,
         fetcher.as_deref(),
         &plan,
-        settings.concurrency,
+        settings.tardis.concurrency,
         settings.max_transfer.map(|max| TransferBudget { stats: &stats, max }),
         reporter.as_ref(),
         &cancel,
     )
     .await;
-    if let Some(f) = &fetcher
-        && let Some(why) = f.unreachable()
-    {
-        f.shutdown_decoders().await;
-        tiered.finish().await;
-        reporter.finish();
-        return Err(DownloadError::Unreachable(why));
-    }
+    stop_if_unreachable(fetcher.as_deref(), &tiered, reporter.as_ref()).await?;
     let tally = tally(&plan, &results);
     let interrupted = cancel.is_cancelled();
     let (written, uploaded) = if interrupted {
         // Stop now: no output from a partial run, no waiting for uploads.
-        (Written::default(), Default::default())
+        (Written::default(), Uploads::default())
     } else {
         if let Some(f) = &fetcher {
             f.shutdown_decoders().await;
@@ -214,58 +200,87 @@ pub(super) async fn run(
             )
             .await
         };
-        (written, tiered.finish().await)
+        (written, tiered.finish().await.into())
     };
     reporter.finish();
     // A signal during the outputs' writing or upload interrupts the run too.
     let interrupted = interrupted || cancel.is_cancelled();
-
-    let budget_spent = tally.counts.pending > 0
-        && settings
-            .max_transfer
-            .is_some_and(|m| stats.bytes.load(Ordering::Relaxed) >= m);
-    let status = if interrupted {
-        RunStatus::Interrupted
-    } else if budget_spent && tally.counts.failed == 0 && written.refused.is_empty() {
-        RunStatus::TransferLimit
-    } else {
-        status(tally.counts.failed, &written)
-    };
+    let status = run_status(settings, &tally, &written, &stats, interrupted);
     let mut summary = Summary::begin(&settings.request);
     summary.shard = settings.shard.map(|s| s.to_string());
     summary.chunks = tally.counts;
     summary.chunk_rows = tally.chunk_rows;
     summary.bytes_from_cache = tally.bytes_from_cache;
     summary.failures = tally.failures;
-    summary.rows = written.outputs.iter().map(|o| o.rows).sum();
-    summary.tardis = TardisTraffic {
-        requests: stats.requests.load(Ordering::Relaxed),
-        retries: stats.retries.load(Ordering::Relaxed),
-        bytes: stats.bytes.load(Ordering::Relaxed),
-        metadata_requests: metadata.requests(),
-        retries_by_reason: stats.retries_by_reason(),
-    };
-    summary.uploads = Uploads {
-        uploaded: uploaded.uploaded,
-        failed: uploaded.failed,
-    };
+    summary.tardis = TardisTraffic::new(&stats, metadata.requests());
+    summary.uploads = uploaded;
     summary.publication = PublicationSummary::new(&publication, withhold);
-    summary.outputs = written.outputs;
-    summary.skipped_outputs = [written.refused, written.failed, written.withheld].concat();
-    if let Some(shard) = settings.shard
-        && !matches!(settings.output, OutputSpec::Partitioned(_))
-        && !interrupted
-    {
-        for t in &settings.request.data_types {
-            summary.skipped_outputs.push(crate::run::summary::Failure {
-                chunk: t.to_string(),
-                error: format!(
-                    "shard {shard} holds part of the chunks: the merged file is written by one final run without --shard"
-                ),
-            });
-        }
+    written.fill(&mut summary);
+    if !interrupted {
+        summary.skipped_outputs.extend(shard_skips(settings));
     }
     Ok(summary.end(status, started.elapsed().as_secs_f64()))
+}
+
+/// Ends a run that found Tardis unreachable: stops the decoders and the uploads, and returns
+/// the error that names the host.
+pub(super) async fn stop_if_unreachable(
+    fetcher: Option<&Fetcher>,
+    tiered: &Tiered,
+    reporter: &dyn Reporter,
+) -> Result<(), DownloadError> {
+    let Some(why) = fetcher.and_then(Fetcher::unreachable) else {
+        return Ok(());
+    };
+    if let Some(f) = fetcher {
+        f.shutdown_decoders().await;
+    }
+    tiered.finish().await;
+    reporter.finish();
+    Err(DownloadError::Unreachable(why))
+}
+
+/// The status of a download that ran: `--max-transfer` spent (with nothing else wrong) is
+/// "retry later", else as [`status`] says.
+fn run_status(
+    settings: &DownloadSettings,
+    tally: &Tally,
+    written: &Written,
+    stats: &FetchStats,
+    interrupted: bool,
+) -> RunStatus {
+    let budget_spent = tally.counts.pending > 0
+        && settings
+            .max_transfer
+            .is_some_and(|m| stats.bytes.load(Ordering::Relaxed) >= m);
+    if interrupted {
+        RunStatus::Interrupted
+    } else if budget_spent && tally.counts.failed == 0 && written.refused.is_empty() {
+        RunStatus::TransferLimit
+    } else {
+        status(tally.counts.failed, written)
+    }
+}
+
+/// A sharded run with a merged output writes none: one line per data type says so.
+fn shard_skips(settings: &DownloadSettings) -> Vec<Failure> {
+    let Some(shard) = settings.shard else {
+        return Vec::new();
+    };
+    if matches!(settings.output, OutputSpec::Partitioned(_)) {
+        return Vec::new();
+    }
+    settings
+        .request
+        .data_types
+        .iter()
+        .map(|t| Failure {
+            chunk: t.to_string(),
+            error: format!(
+                "shard {shard} holds part of the chunks: the merged file is written by one final run without --shard"
+            ),
+        })
+        .collect()
 }
 
 /// The resolved request, at info level (relative dates show what they meant).

@@ -13,7 +13,7 @@ use crate::metadata::Metadata;
 use crate::serve::metrics::Metrics;
 use crate::serve::{Parts, ServeError};
 use crate::settings::ServeSettings;
-use crate::tardis::{ClientConfig, TardisClient};
+use crate::tardis::TardisClient;
 
 use super::DownloadError;
 
@@ -44,37 +44,31 @@ pub(super) async fn run(settings: &ServeSettings) -> Result<(), ServeCommandErro
         .transpose()
         .map_err(DownloadError::Remote)?;
     let stats = Arc::new(FetchStats::default());
-    let client = TardisClient::new(ClientConfig {
-        datasets_url: settings.datasets_url.clone(),
-        api_url: settings.api_url.clone(),
-        api_key: settings.api_key.clone(),
-        connect_timeout: settings.connect_timeout,
-        read_timeout: settings.read_timeout,
-    })
-    .map_err(|e| DownloadError::Client(e.without_url()))?;
+    let client =
+        TardisClient::new(settings.tardis.client_config()).map_err(|e| DownloadError::Client(e.without_url()))?;
     let config = FetchConfig {
-        concurrency: settings.concurrency,
-        rate_limit: settings.rate_limit,
-        decoders: settings.decoders,
-        retry: settings.retry,
+        concurrency: settings.tardis.concurrency,
+        rate_limit: settings.tardis.rate_limit,
+        decoders: settings.tardis.decoders,
+        retry: settings.tardis.retry,
         spool_dir: local.spool_dir(),
         // The memory tier keeps chunk files' bytes, never decoded batches.
         keep_decoded: None,
         // Asked per exchange as chunks come (below): a server fetches any exchange, for weeks.
         exported_until: None,
-        min_speed: settings.min_speed,
-        limits: settings.limits,
+        min_speed: settings.tardis.min_speed,
+        limits: settings.tardis.limits,
         mac: settings.cache.mac.clone(),
     };
     let metadata = Arc::new(Metadata::new(
         &settings.cache.cache_dir,
         Some(client.clone()),
-        settings.retry,
+        settings.tardis.retry,
     ));
     let fetcher = Fetcher::new(client, config, stats.clone())
         .map_err(|e| DownloadError::Cache(StoreError::io("starting the decoding threads", e)))?
         .live_exports(metadata);
-    if settings.api_key.is_none() {
+    if settings.tardis.api_key.is_none() {
         tracing::warn!("no Tardis API key (TARDIS_API_KEY): only cached chunks and first-of-month days can be served");
     }
     let tiered = Tiered::builder(local.clone())

@@ -19,7 +19,7 @@ use crate::commands::DownloadError;
 use crate::metadata::{Freshness, Metadata};
 use crate::model::{ChunkKey, day_start};
 use crate::settings::DownloadSettings;
-use crate::tardis::{ClientConfig, TardisClient};
+use crate::tardis::TardisClient;
 
 /// Remote existence checks in flight.
 const CHECKS_IN_FLIGHT: usize = 16;
@@ -258,15 +258,8 @@ async fn exported_until(settings: &DownloadSettings) -> Option<Timestamp> {
     if settings.offline {
         return None;
     }
-    let client = TardisClient::new(ClientConfig {
-        datasets_url: settings.datasets_url.clone(),
-        api_url: settings.api_url.clone(),
-        api_key: settings.api_key.clone(),
-        connect_timeout: settings.connect_timeout,
-        read_timeout: settings.read_timeout,
-    })
-    .ok()?;
-    let meta = Metadata::new(&settings.cache.cache_dir, Some(client), settings.retry).read_only();
+    let client = TardisClient::new(settings.tardis.client_config()).ok()?;
+    let meta = Metadata::new(&settings.cache.cache_dir, Some(client), settings.tardis.retry).read_only();
     match meta
         .exchange(&settings.request.exchange, Freshness::Now)
         .await

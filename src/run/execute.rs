@@ -12,12 +12,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::plan::Plan;
 use super::publication::Publication;
 use super::report::Reporter;
-use super::summary::{ChunkCounts, Failure};
+use super::summary::{ChunkCounts, Failure, Summary};
 use crate::cache::{Batches, Chunk, ResolveError, Resolved, Tier, Tiered};
 use crate::fetch::{FetchStats, Fetcher};
 use crate::model::{ChunkKey, DataType, TimeRange};
@@ -197,6 +197,28 @@ pub(crate) struct Written {
     pub withheld: Vec<Failure>,
 }
 
+impl Written {
+    /// Puts the outputs, their rows and the outputs not written into `summary`.
+    pub fn fill(self, summary: &mut Summary) {
+        summary.rows = self.outputs.iter().map(|o| o.rows).sum();
+        summary.outputs = self.outputs;
+        summary.skipped_outputs = [self.refused, self.failed, self.withheld].concat();
+    }
+
+    /// Files the error of output `name`: refused (another request's output is there) or failed.
+    pub fn push_error(&mut self, name: String, e: &OutputError) {
+        let failure = Failure {
+            chunk: name,
+            error: crate::error::chain(e),
+        };
+        if matches!(e, OutputError::Refused { .. }) {
+            self.refused.push(failure);
+        } else {
+            self.failed.push(failure);
+        }
+    }
+}
+
 /// Writes the output of every data type whose chunks are all present; the others are skipped
 /// with the reason. Days withheld as unpublished keep a merged output from being written; a
 /// partitioned table gets the other days.
@@ -211,21 +233,7 @@ pub(crate) async fn write_outputs(
 ) -> Written {
     let mut w = Written::default();
     let partitioned = matches!(settings.output, OutputSpec::Partitioned(_));
-    let out_dir = match &settings.output {
-        OutputSpec::Dir(d) | OutputSpec::Partitioned(d) => d.clone(),
-        OutputSpec::File(p) => p
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_path_buf),
-    };
-    // Staged outputs of runs that were killed: removed now; this run's own are removed at exit.
-    crate::cache::temps::register_dir(&out_dir);
-    let swept = tokio::task::spawn_blocking(move || crate::cache::temps::sweep_dead(&out_dir, true))
-        .await
-        .unwrap_or_default();
-    for p in swept {
-        debug!("removed {}, left by a process that no longer runs", p.display());
-    }
+    sweep_output_dir(&settings.output).await;
     for (data_type, keys) in &plan.per_type {
         let wanted: Vec<&ChunkKey> = keys.iter().filter(|k| !plan.is_withheld(k)).collect();
         if wanted.len() < keys.len() {
@@ -245,62 +253,78 @@ pub(crate) async fn write_outputs(
                 continue;
             }
         }
-        let chunks: Option<Vec<Chunk>> = wanted
-            .iter()
-            .map(|k| results.get(*k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
-            .collect();
-        let Some(chunks) = chunks else {
-            let failed = wanted
-                .iter()
-                .filter(|k| matches!(results.get(**k), Some(Err(_))))
-                .count();
-            let pending = wanted.iter().filter(|k| !results.contains_key(**k)).count();
-            let what = match (failed, pending) {
-                (f, 0) => format!("{f} of {} chunks failed", wanted.len()),
-                (0, p) => format!("{p} of {} chunks not fetched yet", wanted.len()),
-                (f, p) => format!("{f} of {} chunks failed and {p} not fetched yet", wanted.len()),
-            };
-            w.failed.push(Failure {
-                chunk: data_type.to_string(),
-                error: format!("{what}; no partial file is written"),
-            });
-            continue;
+        let chunks = match gather(&wanted, results) {
+            Ok(chunks) => chunks,
+            Err(what) => {
+                w.failed.push(Failure {
+                    chunk: data_type.to_string(),
+                    error: format!("{what}; no partial file is written"),
+                });
+                continue;
+            }
         };
         let resident = resident(settings, tiered, &chunks).await;
         let started = Instant::now();
         match write_output(settings, *data_type, chunks, publication, resident, reporter, cancel).await {
             Ok(o) => {
-                let seconds = started.elapsed().as_secs_f64();
-                info!(
-                    event = "output",
-                    data_type = %data_type,
-                    path = %o.path.display(),
-                    rows = o.rows,
-                    bytes = o.bytes,
-                    status = ?o.status,
-                    seconds,
-                    "{}: {:?}, {} rows, {}, {seconds:.2} s",
-                    o.path.display(),
-                    o.status,
-                    o.rows,
-                    HumanBytes(o.bytes)
-                );
+                log_output(*data_type, &o, started.elapsed().as_secs_f64());
                 w.outputs.push(o);
             }
-            Err(e) => {
-                let failure = Failure {
-                    chunk: data_type.to_string(),
-                    error: crate::error::chain(&e),
-                };
-                if matches!(e, OutputError::Refused { .. }) {
-                    w.refused.push(failure);
-                } else {
-                    w.failed.push(failure);
-                }
-            }
+            Err(e) => w.push_error(data_type.to_string(), &e),
         }
     }
     w
+}
+
+/// Registers the output folder's staged files for removal at exit, and removes now those of
+/// runs that were killed.
+async fn sweep_output_dir(output: &OutputSpec) {
+    let out_dir = output.dir();
+    crate::cache::temps::register_dir(&out_dir);
+    let swept = tokio::task::spawn_blocking(move || crate::cache::temps::sweep_dead(&out_dir, true))
+        .await
+        .unwrap_or_default();
+    for p in swept {
+        debug!("removed {}, left by a process that no longer runs", p.display());
+    }
+}
+
+/// The resolved chunks of `wanted`, or what keeps them from being all there.
+fn gather(wanted: &[&ChunkKey], results: &Results) -> Result<Vec<Chunk>, String> {
+    let chunks: Option<Vec<Chunk>> = wanted
+        .iter()
+        .map(|k| results.get(*k).and_then(|r| r.as_ref().ok()).map(|r| r.chunk.clone()))
+        .collect();
+    chunks.ok_or_else(|| {
+        let failed = wanted
+            .iter()
+            .filter(|k| matches!(results.get(**k), Some(Err(_))))
+            .count();
+        let pending = wanted.iter().filter(|k| !results.contains_key(**k)).count();
+        match (failed, pending) {
+            (f, 0) => format!("{f} of {} chunks failed", wanted.len()),
+            (0, p) => format!("{p} of {} chunks not fetched yet", wanted.len()),
+            (f, p) => format!("{f} of {} chunks failed and {p} not fetched yet", wanted.len()),
+        }
+    })
+}
+
+/// One written output, at info level.
+fn log_output(data_type: DataType, o: &OutputResult, seconds: f64) {
+    info!(
+        event = "output",
+        data_type = %data_type,
+        path = %o.path.display(),
+        rows = o.rows,
+        bytes = o.bytes,
+        status = ?o.status,
+        seconds,
+        "{}: {:?}, {} rows, {}, {seconds:.2} s",
+        o.path.display(),
+        o.status,
+        o.rows,
+        HumanBytes(o.bytes)
+    );
 }
 
 /// The decoded batches the memory tier holds for `chunks`, when the output interleaves them
@@ -321,16 +345,12 @@ async fn resident(settings: &DownloadSettings, tiered: &Tiered, chunks: &[Chunk]
 /// Where the output of `data_type` goes (the merged file, or the partitioned table's root)
 /// and the directory whose lock guards it.
 pub(crate) fn output_target(settings: &DownloadSettings, data_type: DataType) -> (PathBuf, PathBuf) {
-    match &settings.output {
-        OutputSpec::Partitioned(d) => (table_root(d, data_type), d.clone()),
-        spec @ OutputSpec::Dir(d) => (merged_path(spec, &settings.request, data_type), d.clone()),
-        spec @ OutputSpec::File(p) => (
-            merged_path(spec, &settings.request, data_type),
-            p.parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        ),
-    }
+    let spec = &settings.output;
+    let target = match spec {
+        OutputSpec::Partitioned(d) => table_root(d, data_type),
+        OutputSpec::Dir(_) | OutputSpec::File(_) => merged_path(spec, &settings.request, data_type),
+    };
+    (target, spec.dir())
 }
 
 /// The context of one data type's output.
@@ -347,7 +367,7 @@ fn context(
         order: settings.order,
         source: format!(
             "{} exchange={} data_type={} symbols={} from={} to={}",
-            redact_url(&settings.datasets_url),
+            redact_url(&settings.tardis.datasets_url),
             request.exchange,
             data_type,
             request.symbols.join(","),
@@ -382,7 +402,7 @@ async fn write_output(
     let store = settings
         .output_store
         .as_ref()
-        .map(|u| OutputStore::open(u, &lock_dir, settings.connect_timeout))
+        .map(|u| OutputStore::open(u, &lock_dir, settings.tardis.connect_timeout))
         .transpose()?;
     if let Some(store) = &store {
         let shown = store.key(&target)?.1;

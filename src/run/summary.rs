@@ -4,12 +4,15 @@
 //! then [`Summary::end`] with the status, which alone decides the exit code.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use indicatif::{HumanBytes, HumanCount};
 use serde::Serialize;
 
 use super::exit::{ExitCode, RunStatus};
 use super::plan::Request;
+use crate::cache::UploadStats;
+use crate::fetch::FetchStats;
 use crate::output::{OutputResult, OutputStatus};
 
 /// Chunks by where they came from.
@@ -77,6 +80,19 @@ pub struct TardisTraffic {
     pub retries_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
+impl TardisTraffic {
+    /// The fetcher's counters, with the metadata requests of the run.
+    pub(crate) fn new(stats: &FetchStats, metadata_requests: u64) -> Self {
+        TardisTraffic {
+            requests: stats.requests.load(Ordering::Relaxed),
+            retries: stats.retries.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            metadata_requests,
+            retries_by_reason: stats.retries_by_reason(),
+        }
+    }
+}
+
 /// One failed chunk or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
@@ -93,6 +109,15 @@ pub struct Uploads {
     pub uploaded: u64,
     /// Uploads that failed.
     pub failed: u64,
+}
+
+impl From<UploadStats> for Uploads {
+    fn from(u: UploadStats) -> Self {
+        Uploads {
+            uploaded: u.uploaded,
+            failed: u.failed,
+        }
+    }
 }
 
 /// What `tickvault bars` did besides the chunks (absent from a download's summary).
@@ -233,6 +258,14 @@ impl Summary {
             self.to
         );
         s.push_str(&self.traffic_line());
+        self.render_notes(&mut s);
+        self.render_outputs(&mut s);
+        self.render_status(&mut s);
+        s
+    }
+
+    /// Retries, unfinished days, bars figures and uploads, when there are any.
+    fn render_notes(&self, s: &mut String) {
         let c = &self.chunks;
         if self.tardis.retries > 0 {
             let _ = writeln!(
@@ -273,6 +306,10 @@ impl Summary {
                 self.uploads.uploaded, self.uploads.failed
             );
         }
+    }
+
+    /// The outputs written, the failures and the outputs not written.
+    fn render_outputs(&self, s: &mut String) {
         for o in &self.outputs {
             let verb = match o.status {
                 OutputStatus::Written => "wrote",
@@ -305,6 +342,11 @@ impl Summary {
         for f in &self.skipped_outputs {
             let _ = writeln!(s, "not written: {}: {}", f.chunk, f.error);
         }
+    }
+
+    /// The line that explains a status other than ok.
+    fn render_status(&self, s: &mut String) {
+        let c = &self.chunks;
         match self.status {
             RunStatus::Ok => {}
             RunStatus::Failed => {
@@ -342,7 +384,6 @@ impl Summary {
                 );
             }
         }
-        s
     }
 
     /// Chunks per tier, rows, traffic and time.

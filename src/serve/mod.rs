@@ -94,10 +94,10 @@ pub struct Parts {
 /// [`ServeError`] when the address cannot be bound or the server cannot start.
 pub async fn run(settings: &ServeSettings, parts: Parts, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
     let metadata = MetadataProxy::new(
-        settings.api_url.clone(),
+        settings.tardis.api_url.clone(),
         settings.metadata_ttl,
-        settings.connect_timeout,
-        settings.read_timeout,
+        settings.tardis.connect_timeout,
+        settings.tardis.read_timeout,
     )
     .map_err(|e| ServeError::Client(e.without_url()))?;
     let edge = Arc::new(Edge {

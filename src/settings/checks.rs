@@ -15,11 +15,7 @@ pub(super) fn check_output(output: &OutputSpec) -> Result<(), UsageError> {
                     path.display()
                 )));
             }
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            check_writable_dir("--output", parent)
+            check_writable_dir("--output", &output.dir())
         }
         OutputSpec::Dir(dir) | OutputSpec::Partitioned(dir) => {
             if dir.exists() && !dir.is_dir() {

@@ -129,8 +129,6 @@ Examples:
 
 /// The whole command tree.
 pub fn command() -> Command {
-    let cache_cmd =
-        |name: &'static str, about: &'static str| with_options(Command::new(name).about(about), Scope::CACHE, false);
     let root = Command::new("tickvault")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Bulk downloader for Tardis.dev historical market data into typed, merged Parquet.")
@@ -175,28 +173,7 @@ pub fn command() -> Command {
             Scope::SERVE,
             false,
         ))
-        .subcommand(
-            Command::new("cache")
-                .about("Inspect and maintain the cache.")
-                .subcommand_required(true)
-                .arg_required_else_help(true)
-                .subcommand(cache_cmd(
-                    "stats",
-                    "Entries and bytes per exchange and data type, per tier.",
-                ))
-                .subcommand(cache_cmd(
-                    "verify",
-                    "Re-check every checksum; report and remove bad entries.",
-                ))
-                .subcommand(with_options(
-                    cache_cmd(
-                        "prune",
-                        "Remove entries, least recently used first, down to --max-size and/or older than --older-than.",
-                    ),
-                    Scope::PRUNE,
-                    false,
-                )),
-        )
+        .subcommand(cache_command())
         .subcommand(with_options(
             Command::new("config").about(
                 "Show the value of every option and where it comes from (flag, env, job, file, default).",
@@ -204,21 +181,53 @@ pub fn command() -> Command {
             ALL,
             false,
         ))
-        .subcommand(
-            Command::new("completions")
-                .about("Print a shell completion script, e.g. tickvault completions bash > ~/.local/share/bash-completion/completions/tickvault")
-                .arg(
-                    Arg::new("shell")
-                        .value_name("SHELL")
-                        .required(true)
-                        .value_parser(["bash", "zsh", "fish", "powershell", "elvish"]),
-                ),
+        .subcommand(completions_command())
+        .subcommand(man_command())
+}
+
+/// `tickvault cache stats|verify|prune`.
+fn cache_command() -> Command {
+    let cache_cmd =
+        |name: &'static str, about: &'static str| with_options(Command::new(name).about(about), Scope::CACHE, false);
+    Command::new("cache")
+        .about("Inspect and maintain the cache.")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(cache_cmd(
+            "stats",
+            "Entries and bytes per exchange and data type, per tier.",
+        ))
+        .subcommand(cache_cmd(
+            "verify",
+            "Re-check every checksum; report and remove bad entries.",
+        ))
+        .subcommand(with_options(
+            cache_cmd(
+                "prune",
+                "Remove entries, least recently used first, down to --max-size and/or older than --older-than.",
+            ),
+            Scope::PRUNE,
+            false,
+        ))
+}
+
+/// `tickvault completions SHELL`.
+fn completions_command() -> Command {
+    Command::new("completions")
+        .about("Print a shell completion script, e.g. tickvault completions bash > ~/.local/share/bash-completion/completions/tickvault")
+        .arg(
+            Arg::new("shell")
+                .value_name("SHELL")
+                .required(true)
+                .value_parser(["bash", "zsh", "fish", "powershell", "elvish"]),
         )
-        .subcommand(
-            Command::new("man")
-                .about("Print the man page (roff) of tickvault or of one command, e.g. tickvault man download | man -l -")
-                .arg(Arg::new("command").value_name("COMMAND")),
-        )
+}
+
+/// `tickvault man [COMMAND]`.
+fn man_command() -> Command {
+    Command::new("man")
+        .about("Print the man page (roff) of tickvault or of one command, e.g. tickvault man download | man -l -")
+        .arg(Arg::new("command").value_name("COMMAND"))
 }
 
 /// Parses a command line (the first item is the program name) and layers the options.

@@ -13,7 +13,7 @@ mod serve;
 pub mod spec;
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
@@ -25,7 +25,7 @@ use crate::model::{DataType, MinSpeed, TimeRange, normalize_symbol, parse_instan
 use crate::output::Order;
 use crate::parquet::mac::MacKey;
 use crate::run::plan::Request;
-use crate::tardis::Secret;
+use crate::tardis::{ClientConfig, Secret};
 pub use bars::BarsSettings;
 use options::Options;
 pub use serve::ServeSettings;
@@ -50,6 +50,20 @@ pub enum OutputSpec {
     Partitioned(PathBuf),
 }
 
+impl OutputSpec {
+    /// The directory the output is written in (a file's parent, `.` for a bare file name):
+    /// where its staged files live and whose lock guards it.
+    pub fn dir(&self) -> PathBuf {
+        match self {
+            OutputSpec::Dir(d) | OutputSpec::Partitioned(d) => d.clone(),
+            OutputSpec::File(p) => p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        }
+    }
+}
+
 /// Where the cache tiers are.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
@@ -64,6 +78,67 @@ pub struct CacheSettings {
     pub mac: Option<MacKey>,
     /// The slowest transfer accepted from the remote.
     pub min_speed: MinSpeed,
+}
+
+/// How Tardis is reached and how hard it is pushed: the key, the two APIs, and the limits on
+/// the traffic and on what a body may decode to (`download`, `bars` and `serve` share them).
+#[derive(Debug, Clone)]
+pub struct TardisSettings {
+    /// The Tardis API key.
+    pub api_key: Option<Secret>,
+    /// Base of the datasets API.
+    pub datasets_url: Url,
+    /// Base of the metadata API.
+    pub api_url: Url,
+    /// Downloads in flight.
+    pub concurrency: usize,
+    /// Requests per second, if limited.
+    pub rate_limit: Option<NonZeroU32>,
+    /// How failed downloads are retried.
+    pub retry: RetryPolicy,
+    /// Limit on connecting.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a body.
+    pub read_timeout: Duration,
+    /// Chunks decoded at once (CPU bound).
+    pub decoders: usize,
+    /// The slowest body accepted from Tardis.
+    pub min_speed: MinSpeed,
+    /// Limits on what one body may decode to.
+    pub limits: DecodeLimits,
+}
+
+impl TardisSettings {
+    /// Validates the Tardis options.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag or key at fault.
+    pub fn resolve(o: &Options) -> Result<Self, UsageError> {
+        Ok(Self {
+            api_key: o.api_key.clone(),
+            datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
+            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
+            concurrency: concurrency(o)?,
+            rate_limit: rate_limit(o)?,
+            retry: retry_policy(o)?,
+            connect_timeout: defaulted(&o.connect_timeout),
+            read_timeout: defaulted(&o.read_timeout),
+            decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            min_speed: min_speed(o),
+            limits: limits(o)?,
+        })
+    }
+
+    /// The HTTP client's configuration.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            datasets_url: self.datasets_url.clone(),
+            api_url: self.api_url.clone(),
+            api_key: self.api_key.clone(),
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+        }
+    }
 }
 
 /// Everything `tickvault download` needs, validated.
@@ -91,28 +166,8 @@ pub struct DownloadSettings {
     pub wait: Option<Duration>,
     /// Replace outputs of other requests.
     pub overwrite: bool,
-    /// The Tardis API key.
-    pub api_key: Option<Secret>,
-    /// Base of the datasets API.
-    pub datasets_url: Url,
-    /// Base of the metadata API.
-    pub api_url: Url,
-    /// Downloads in flight.
-    pub concurrency: usize,
-    /// Requests per second, if limited.
-    pub rate_limit: Option<NonZeroU32>,
-    /// How failed downloads are retried.
-    pub retry: RetryPolicy,
-    /// Limit on connecting.
-    pub connect_timeout: Duration,
-    /// Longest silence while reading a body.
-    pub read_timeout: Duration,
-    /// Chunks decoded at once (CPU bound).
-    pub decoders: usize,
-    /// The slowest body accepted from Tardis.
-    pub min_speed: MinSpeed,
-    /// Limits on what one body may decode to.
-    pub limits: DecodeLimits,
+    /// How Tardis is reached, and the limits on the traffic.
+    pub tardis: TardisSettings,
     /// A JSON summary on stdout.
     pub json: bool,
     /// Print the plan and stop.
@@ -170,9 +225,7 @@ impl DownloadSettings {
         let cache = CacheSettings::resolve(o)?;
         checks::check_writable_dir("--cache-dir", &cache.cache_dir)?;
         let (output, output_store) = output(o, &request, &cache.cache_dir)?;
-        let concurrency = concurrency(o)?;
-        let rate_limit = rate_limit(o)?;
-        let retry = retry_policy(o)?;
+        let tardis = TardisSettings::resolve(o)?;
         let dry_run = defaulted(&o.dry_run);
         let estimate = estimate(o, dry_run)?;
         let shard = o
@@ -199,17 +252,7 @@ impl DownloadSettings {
             allow_incomplete: defaulted(&o.allow_incomplete),
             wait,
             overwrite: defaulted(&o.overwrite),
-            api_key: o.api_key.clone(),
-            datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
-            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
-            concurrency,
-            rate_limit,
-            retry,
-            connect_timeout: defaulted(&o.connect_timeout),
-            read_timeout: defaulted(&o.read_timeout),
-            decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            min_speed: min_speed(o),
-            limits: limits(o)?,
+            tardis,
             json: defaulted(&o.json),
             dry_run,
             estimate,
@@ -402,7 +445,7 @@ fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
 }
 
 /// An object-store output URL (`s3://`, `gs://`, `az://`, `file://`), if `-o` is one.
-fn output_url(raw: &std::path::Path) -> Result<Option<Url>, UsageError> {
+fn output_url(raw: &Path) -> Result<Option<Url>, UsageError> {
     let Some(text) = raw.to_str().filter(|t| t.contains("://")) else {
         return Ok(None);
     };
@@ -429,11 +472,7 @@ fn output_url(raw: &std::path::Path) -> Result<Option<Url>, UsageError> {
 
 /// Where the output goes, checked writable: a local path, or an object-store URL whose
 /// output is staged under the cache directory.
-fn output(
-    o: &Options,
-    request: &Request,
-    cache_dir: &std::path::Path,
-) -> Result<(OutputSpec, Option<Url>), UsageError> {
+fn output(o: &Options, request: &Request, cache_dir: &Path) -> Result<(OutputSpec, Option<Url>), UsageError> {
     let partitioned = defaulted(&o.partitioned);
     let raw = defaulted(&o.output);
     let url = output_url(&raw)?;

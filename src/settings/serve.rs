@@ -2,21 +2,11 @@
 //! and the same cache tiers and Tardis options as `download`.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use url::Url;
-
 use super::options::Options;
-use super::{
-    CacheSettings, UsageError, checks, concurrency, defaulted, limits, min_speed, parse, rate_limit, retry_policy,
-    usage,
-};
-use crate::decode::DecodeLimits;
-use crate::fetch::RetryPolicy;
-use crate::model::MinSpeed;
+use super::{CacheSettings, TardisSettings, UsageError, checks, defaulted, usage};
 use crate::serve::auth::{Access, Tokens};
-use crate::tardis::Secret;
 
 /// Everything `tickvault serve` needs, validated.
 #[derive(Debug, Clone)]
@@ -37,28 +27,9 @@ pub struct ServeSettings {
     pub shutdown_timeout: Duration,
     /// How long proxied metadata is kept.
     pub metadata_ttl: Duration,
-    /// The team's Tardis API key.
-    pub api_key: Option<Secret>,
-    /// Base of the datasets API.
-    pub datasets_url: Url,
-    /// Base of the metadata API (proxied under `/v1/exchanges`).
-    pub api_url: Url,
-    /// Downloads from Tardis in flight, for all clients together.
-    pub concurrency: usize,
-    /// Requests per second to Tardis, for all clients together.
-    pub rate_limit: Option<NonZeroU32>,
-    /// How failed downloads are retried.
-    pub retry: RetryPolicy,
-    /// Limit on connecting to Tardis.
-    pub connect_timeout: Duration,
-    /// Longest silence while reading a body from Tardis.
-    pub read_timeout: Duration,
-    /// Chunks decoded at once (CPU bound).
-    pub decoders: usize,
-    /// The slowest body accepted from Tardis.
-    pub min_speed: MinSpeed,
-    /// Limits on what one body may decode to.
-    pub limits: DecodeLimits,
+    /// The team's Tardis key, the APIs, and the limits on the traffic to Tardis (for all
+    /// clients together).
+    pub tardis: TardisSettings,
 }
 
 impl ServeSettings {
@@ -95,17 +66,7 @@ impl ServeSettings {
             max_upload: defaulted(&o.max_upload).0,
             shutdown_timeout: defaulted(&o.shutdown_timeout),
             metadata_ttl: defaulted(&o.metadata_ttl),
-            api_key: o.api_key.clone(),
-            datasets_url: parse::http_url("--datasets-url", &defaulted(&o.datasets_url)).map_err(usage)?,
-            api_url: parse::http_url("--api-url", &defaulted(&o.api_url)).map_err(usage)?,
-            concurrency: concurrency(o)?,
-            rate_limit: rate_limit(o)?,
-            retry: retry_policy(o)?,
-            connect_timeout: defaulted(&o.connect_timeout),
-            read_timeout: defaulted(&o.read_timeout),
-            decoders: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            min_speed: min_speed(o),
-            limits: limits(o)?,
+            tardis: TardisSettings::resolve(o)?,
         })
     }
 }
@@ -155,7 +116,7 @@ mod tests {
         let s = resolve(&[]).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!((s.tokens.read_count(), s.tokens.write_count()), (0, 0));
-        assert_eq!(s.concurrency, 20);
+        assert_eq!(s.tardis.concurrency, 20);
         assert_eq!(s.max_upload, 4 << 30);
     }
 
