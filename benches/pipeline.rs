@@ -2,8 +2,8 @@
 //!
 //! Every benchmark reports both rows/s and bytes/s of *uncompressed CSV* (criterion's
 //! `Throughput::ElementsAndBytes`), so stages can be compared with each other and with the
-//! reference points in `shared/design.md` ("Performance": zlib-rs about 530 MB/s per core,
-//! arrow-csv about 330 MB/s per core).
+//! reference rates of one core of a 2-core VM (zlib-rs inflates about 530 MB/s, arrow-csv
+//! parses about 330 MB/s).
 //!
 //! - `inflate/{type}`: gzip → CSV bytes (flate2 `MultiGzDecoder` on zlib-rs), nothing else.
 //! - `decode/{type}`: gzip → typed Arrow batches ([`tickvault::decode::decode_gzip_csv`]);

@@ -10,13 +10,12 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::metadata::{Freshness, Metadata, MetadataError};
+use crate::run::summary::JSON_SCHEMA;
 use crate::run::validate::{PreflightError, unknown_exchange};
 use crate::settings::ExchangesSettings;
 use crate::tardis::metadata::{DatasetSymbol, ExchangeDetails};
 use crate::tardis::{ClientConfig, TardisClient};
 
-/// Version of the JSON documents of this command.
-const SCHEMA_VERSION: u32 = 1;
 /// Exchange details asked for at once when listing.
 const LIST_CONCURRENCY: usize = 4;
 
@@ -155,7 +154,7 @@ async fn all(settings: &ExchangesSettings, meta: &Metadata) -> Result<String, Ex
         .collect()
         .await;
     if settings.json {
-        let doc = serde_json::json!({ "schema_version": SCHEMA_VERSION, "exchanges": rows });
+        let doc = serde_json::json!({ "schema": JSON_SCHEMA, "exchanges": rows });
         return Ok(doc.to_string());
     }
     let mut table = vec![
@@ -195,7 +194,7 @@ async fn one(settings: &ExchangesSettings, meta: &Metadata, id: &str) -> Result<
         .map(SymbolRow::from)
         .collect();
     if settings.json {
-        let doc = serde_json::json!({ "schema_version": SCHEMA_VERSION, "exchange": row(d), "symbols": symbols });
+        let doc = serde_json::json!({ "schema": JSON_SCHEMA, "exchange": row(d), "symbols": symbols });
         return Ok(doc.to_string());
     }
     let mut table = vec![

@@ -1,7 +1,7 @@
 //! The nine Tardis dataset types and their typed Arrow schemas.
 //!
 //! Column names and order are exactly the CSV headers Tardis publishes
-//! (<https://docs.tardis.dev/downloadable-csv-files/data-types>); types follow design.md:
+//! (<https://docs.tardis.dev/downloadable-csv-files/data-types>); types follow the design:
 //! timestamps are `Timestamp(Microsecond, "UTC")`, identifiers and enums `Utf8`,
 //! `is_snapshot` `Boolean`, every other value `Float64`. A column Tardis may leave empty is
 //! nullable and an empty cell becomes null.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::model::DataType;
 
 /// Expected gzip bytes of one symbol-day of `data_type`, from the sizes observed for one
-/// liquid perpetual (okex-swap BTC-USDT-SWAP, 2026-04-01, tardis-api.md §1: L2 updates 627 MB,
+/// liquid perpetual (okex-swap BTC-USDT-SWAP, 2026-04-01, as a user reported them: L2 updates 627 MB,
 /// trades 31.5 MB, book_ticker 32 MB, derivative_ticker 7.3 MB, liquidations 9.7 KB) and for
 /// deribit's OPTIONS options_chain (4.5 GB a day). Quotes are taken as book_ticker, and the
 /// two snapshot types as a share of the L2 stream (assumed, not observed): an upper figure
@@ -40,8 +40,8 @@ pub struct EstimateParams {
 }
 
 /// The default `--throughput`: gzip bytes from Tardis per second of one 2-core worker, from
-/// README's "Performance" table (a cold pull of 78.8 MB of gzip in 4.44 s: 17.7 MB/s, rounded
-/// down).
+/// README's "Performance" table (cold pulls of 78.8 MB of gzip in 4.15–4.44 s: 17.7–19 MB/s,
+/// rounded down).
 pub const MEASURED_THROUGHPUT: u64 = 17_000_000;
 
 /// A plan priced: what `--dry-run --estimate` adds to the dry run.

@@ -285,7 +285,7 @@ async fn exchanges_lists_what_tardis_has() {
     let list = env.tickvault(&["exchanges", "--json"]).await;
     list.ok();
     let doc = list.json();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema"], 1);
     let ex = doc["exchanges"].as_array().unwrap();
     let find = |id: &str| ex.iter().find(|e| e["id"] == id).unwrap().clone();
     let bf = find("binance-futures");
