@@ -1,14 +1,15 @@
 //! `tickvault bars`: bars equal, cell for cell, a plain fold over the raw trades written here
 //! (boundary trades, empty intervals with and without --fill, a day without trades, the real
 //! samples); derived chunks cached in every tier (a warm run makes no request and reads no raw
-//! trades, a remote-only machine gets bars with no Tardis traffic, an unexported day is never
-//! cached as complete); --no-keep-raw.
+//! trades, a remote-only machine gets bars with no Tardis traffic, a team edge server shares
+//! them, an unexported day is never cached as complete); --no-keep-raw.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 
+use crate::support::edge::Edge;
 use crate::support::nginx::Nginx;
 use crate::support::{Cell, Env, Run, date, files_under, parquet_metadata, read_parquet};
 
@@ -524,6 +525,59 @@ async fn a_remote_only_machine_gets_the_bars_with_no_tardis_traffic() {
     assert_eq!(s["chunks"]["remote"], 10);
     assert_eq!(s["bars"]["raw_chunks_read"], 0);
     check(&b_out, "bars-15m", &m.expected(900_000_000, false, false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_team_edge_server_shares_the_bars() {
+    const WRITE: &str = "team-write-token-8d41e77c03";
+    let env = Env::new().await;
+    let m = market(&env);
+    // An edge without a Tardis key: the bars it serves are those a client contributed.
+    let edge = Edge::start(&env, &env.dir.path().join("edge"), &["--write-tokens", WRITE], &[]);
+    let run = |name: &str, extra: Vec<&str>, token: Option<&str>| {
+        let mut c = env.cmd();
+        c.args(["bars", "--json", "-e", EX, "-s", "BTCUSDT,ETHUSDT", "--interval", "15m"])
+            .args(RANGE)
+            .arg("--cache-dir")
+            .arg(env.dir.path().join(format!("{name}-cache")))
+            .arg("-o")
+            .arg(env.dir.path().join(format!("{name}-out")))
+            .args(["--remote-cache", &edge.url])
+            .args(extra);
+        if let Some(t) = token {
+            c.env("TICKVAULT_REMOTE_CACHE_TOKEN", t);
+        }
+        crate::support::run(c)
+    };
+    let a = run(
+        "a",
+        vec!["--api-key", crate::support::KEY, "--no-keep-raw"],
+        Some(WRITE),
+    )
+    .await;
+    a.ok();
+    assert_eq!(a.json()["uploads"]["uploaded"], 10, "only the derived chunks");
+    let stored = files_under(&edge.cache);
+    let derived: Vec<_> = stored
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/bars-v1-15m-"))
+        .collect();
+    assert_eq!(derived.len(), 10, "{stored:?}");
+
+    // A machine with no key, validating through the edge's metadata proxy: neither it nor the
+    // edge asks Tardis for data.
+    env.tardis.clear_requests();
+    let b = run("b", vec!["--api-url", &edge.api_url()], None).await;
+    b.ok();
+    assert_eq!(env.tardis.dataset_requests().len(), 0, "no dataset request to Tardis");
+    let s = b.json();
+    assert_eq!(s["chunks"]["remote"], 10);
+    assert_eq!(s["bars"]["raw_chunks_read"], 0);
+    check(
+        &env.dir.path().join("b-out"),
+        "bars-15m",
+        &m.expected(900_000_000, false, false),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

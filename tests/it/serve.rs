@@ -1,7 +1,8 @@
 //! `tickvault serve` through the real binaries: the server and its clients are processes, the
 //! server pulls from the fake Tardis. One fetch per chunk for a whole team, clients without a
 //! key, tokens, paths that are not keys, clients and servers that die, unexported days, the
-//! metadata proxy and the metrics, checked against the requests made.
+//! metadata proxy and the metrics, checked against the requests made; `/healthz`, the limits
+//! on uploads, response time and connections, and the JSON request log.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Cursor, Read, Write};
@@ -642,4 +643,91 @@ async fn an_unexported_day_is_cached_by_neither_side() {
         !read_meta(&edge_entry).unwrap().complete,
         "the edge's copy is marked incomplete"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_limits_and_json_request_logs() {
+    let env = Env::new().await;
+    serve_days(&env, 2..4, 500);
+    let edge = Edge::start(
+        &env,
+        &env.dir.path().join("edge"),
+        &[
+            "--write-tokens",
+            WRITE,
+            "--max-upload",
+            "64KiB",
+            "--request-timeout",
+            "1s",
+            "--max-connections",
+            "2",
+            "--log-format",
+            "json",
+        ],
+        &[("TARDIS_API_KEY", KEY)],
+    );
+    let healthz = format!("{}healthz", edge.url);
+    let h = reqwest::get(&healthz).await.unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    assert_eq!(h.text().await.unwrap(), "ok\n");
+
+    // A chunk file over --max-upload is refused whole and stores nothing.
+    let big = ChunkKey::new(EX, DataType::Trades, "BIG", date("2024-03-02"));
+    let file = big_chunk(&big, 20_000);
+    assert!(file.len() > 64 << 10, "{} bytes", file.len());
+    assert_eq!(put(&edge, &big, Some(WRITE), file).await, 413);
+    assert!(!edge.cache.join(big.cache_path()).exists());
+
+    // Tardis answers after 3 s; the response is given up at --request-timeout.
+    let slow = ChunkKey::new(EX, DataType::Trades, "ETHUSDT", date("2024-03-03"));
+    let tardis_path = FakeTardis::dataset_path(EX, "trades", slow.date, "ETHUSDT");
+    env.tardis.script(&tardis_path, [Fault::Delay(Duration::from_secs(3))]);
+    assert_eq!(get_status(&edge, &slow, None).await, 504);
+
+    // Two idle connections hold --max-connections 2: a third is not served until one closes.
+    // (The scrape's own connection is the one open besides those that have not closed yet.)
+    assert_eq!(edge.wait_metric("tickvault_connections_open", |v| v == 1).await, 1);
+    let first = std::net::TcpStream::connect(edge.addr()).unwrap();
+    let _second = std::net::TcpStream::connect(edge.addr()).unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    assert!(
+        impatient.get(&healthz).send().await.is_err(),
+        "a third connection is not served while two are open"
+    );
+    drop(first);
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    assert_eq!(patient.get(&healthz).send().await.unwrap().status().as_u16(), 200);
+
+    // One JSON object per line, one per request, with method, path, status and time.
+    let log = edge.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let requests: Vec<(String, String, u64)> = lines
+        .iter()
+        .filter(|v| v["event"] == "request")
+        .map(|v| {
+            assert!(v["ms"].is_u64() && v["time"].is_string(), "{v}");
+            (
+                v["method"].as_str().unwrap().to_string(),
+                v["path"].as_str().unwrap().to_string(),
+                v["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("GET".to_string(), "/healthz".to_string(), 200),
+        ("PUT".to_string(), format!("/{}", big.cache_path()), 413),
+        ("GET".to_string(), format!("/{}", slow.cache_path()), 504),
+    ] {
+        assert!(requests.contains(&want), "{want:?} not in {requests:?}");
+    }
+    assert!(!log.contains(WRITE) && !log.contains(KEY), "no secret in the log");
 }
