@@ -120,6 +120,27 @@ async fn bad_input_exits_2_with_one_line_and_touches_nothing() {
     )
     .await;
     refused(&env, &["-e", "deribit", "-s", "X", "-o", &out], "missing --from DATE:").await;
+    // Validation opens no remote: a file:// remote directory is not created by a refused run.
+    let remote = env.dir.path().join("remote-never");
+    let remote_url = format!("file://{}/", remote.display());
+    refused(
+        &env,
+        &[
+            "-e",
+            "deribit",
+            "-s",
+            "X",
+            "--from",
+            "2024-13-01",
+            "-o",
+            &out,
+            "--remote-cache",
+            &remote_url,
+        ],
+        "invalid --from '2024-13-01'",
+    )
+    .await;
+    assert!(!remote.exists(), "a refused run created its file:// remote");
     refused(
         &env,
         &["-o", &out],
