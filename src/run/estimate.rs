@@ -40,8 +40,8 @@ pub struct EstimateParams {
 }
 
 /// The default `--throughput`: gzip bytes from Tardis per second of one 2-core worker, from
-/// README's "Performance" table (cold pulls of 78.8 MB of gzip in 4.15–4.44 s: 17.7–19 MB/s,
-/// rounded down).
+/// README's "Performance" (cold pulls of 78.8 MB of gzip in 3.2 to 4.4 s over this round's
+/// runs: 18–24 MB/s, the slowest rounded down).
 pub const MEASURED_THROUGHPUT: u64 = 17_000_000;
 
 /// A plan priced: what `--dry-run --estimate` adds to the dry run.
