@@ -9,14 +9,13 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMic
 use arrow_schema::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::assemble::Bar;
-use crate::model::{BarTime, Interval, TimeRange, fs_component};
-use crate::output::target::{self, Holder, OUTPUT_FORMAT, merged_holder, symbols_label};
+use crate::model::{BarTime, Interval, fs_component};
+use crate::output::target::{self, Holder, OUTPUT_FORMAT, merged_holder};
 use crate::output::{OutputError, OutputResult, OutputStatus};
 use crate::parquet::atomic::AtomicFile;
 use crate::parquet::encodings::bars_properties;
 use crate::parquet::sealed::{SealedWriter, keys};
 use crate::run::plan::Request;
-use crate::settings::OutputSpec;
 
 /// Bars per record batch written.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -57,31 +56,11 @@ pub fn kind(interval: Interval, by: BarTime) -> String {
     }
 }
 
-/// The request an interval's merged output answers, as its footer records it.
+/// The request an interval's merged output answers, as its footer records it: the kind (with
+/// ` fill` when empty intervals are filled) in the place of a download's data type.
 pub fn identity(request: &Request, kind: &str, fill: bool) -> String {
-    format!(
-        "exchange={} data_type={kind}{} symbols={} from={} to={}",
-        request.exchange,
-        if fill { " fill" } else { "" },
-        target::sorted_symbols(request).join(","),
-        request.range.from,
-        request.range.to
-    )
-}
-
-/// The merged file of an interval: `{exchange}_{kind}_{symbols}_{from}_{to}.parquet` in the
-/// output directory, or the file given.
-pub fn merged_path(output: &OutputSpec, request: &Request, kind: &str) -> PathBuf {
-    match output {
-        OutputSpec::File(p) => p.clone(),
-        OutputSpec::Dir(d) | OutputSpec::Partitioned(d) => d.join(format!(
-            "{}_{kind}_{}_{}_{}.parquet",
-            request.exchange,
-            symbols_label(request),
-            TimeRange::label(request.range.from),
-            TimeRange::label(request.range.to)
-        )),
-    }
+    let kind = if fill { format!("{kind} fill") } else { kind.to_string() };
+    target::request_identity(request, kind)
 }
 
 /// The partition file of one symbol-day: `DIR/{kind}/exchange=E/date=D/SYMBOL.parquet`.

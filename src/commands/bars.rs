@@ -26,6 +26,7 @@ use crate::cache::Tier;
 use crate::metadata::{Freshness, Metadata};
 use crate::model::{BarTime, ChunkKey, Interval, TimeRange, day_start};
 use crate::output::lock::OutputLock;
+use crate::output::target::merged_path;
 use crate::output::{OutputError, OutputResult};
 use crate::run::execute::Written;
 use crate::run::exit::RunStatus;
@@ -83,7 +84,7 @@ fn check_targets(settings: &BarsSettings) -> Result<(), UsageError> {
     }
     for i in &settings.intervals {
         let kind = output::kind(*i, settings.by);
-        let path = output::merged_path(&dl.output, &dl.request, &kind);
+        let path = merged_path(&dl.output, &dl.request, &kind);
         output::refuse_other(
             &path,
             &output::identity(&dl.request, &kind, settings.fill),
@@ -488,7 +489,7 @@ impl IntervalJob {
         let _lock = OutputLock::acquire(&lock_dir, cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;
         match partitioned {
             None => {
-                let path = output::merged_path(&dl.output, &dl.request, &self.kind);
+                let path = merged_path(&dl.output, &dl.request, &self.kind);
                 let identity = output::identity(&dl.request, &self.kind, self.settings.fill);
                 let mut sink = Merged {
                     file: BarsFile::create(&path, &identity, dl.overwrite)?,

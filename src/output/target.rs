@@ -48,7 +48,7 @@ pub fn sorted_symbols(request: &Request) -> Vec<String> {
 }
 
 /// The request a merged output of `data_type` answers, as its footer records it.
-pub fn request_identity(request: &Request, data_type: DataType) -> String {
+pub fn request_identity(request: &Request, data_type: impl std::fmt::Display) -> String {
     format!(
         "exchange={} data_type={data_type} symbols={} from={} to={}",
         request.exchange,
@@ -69,8 +69,10 @@ pub fn symbols_label(request: &Request) -> String {
     format!("{}symbols-{:012x}", sorted.len(), hash >> 16)
 }
 
-/// The file a merged output of `data_type` goes to.
-pub fn merged_path(output: &OutputSpec, request: &Request, data_type: DataType) -> PathBuf {
+/// The file a merged output of `data_type` goes to (a data type, or a derived kind such as
+/// `bars-1m`): `{exchange}_{data_type}_{symbols}_{from}_{to}.parquet` in the output directory,
+/// or the file given.
+pub fn merged_path(output: &OutputSpec, request: &Request, data_type: impl std::fmt::Display) -> PathBuf {
     match output {
         OutputSpec::File(p) => p.clone(),
         OutputSpec::Dir(d) | OutputSpec::Partitioned(d) => d.join(format!(
