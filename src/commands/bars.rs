@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use jiff::SignedDuration;
 use jiff::civil::Date;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -28,7 +27,7 @@ use crate::model::{BarTime, ChunkKey, Interval, TimeRange, day_start};
 use crate::output::lock::OutputLock;
 use crate::output::target::merged_path;
 use crate::output::{OutputError, OutputResult};
-use crate::run::execute::Written;
+use crate::run::execute::{Written, for_each_chunk};
 use crate::run::exit::RunStatus;
 use crate::run::plan::{Plan, Request};
 use crate::run::publication::{Publication, wait_for_export};
@@ -242,38 +241,12 @@ async fn resolve_days(
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> DayResults {
-    if let Some(f) = &deriver.fetcher {
-        f.set_probes(plan.probes().cloned());
-    }
-    let mut jobs: Vec<ChunkKey> = plan.requests.iter().map(|(k, _)| k.clone()).collect();
-    jobs.reverse();
-    let width = concurrency.max(4) * 2;
-    let mut running = JoinSet::new();
     let mut results = DayResults::new();
-    loop {
-        while running.len() < width
-            && !cancel.is_cancelled()
-            && let Some(key) = jobs.pop()
-        {
-            let deriver = deriver.clone();
-            running.spawn(async move {
-                let r = deriver.day(&key).await.map_err(Arc::new);
-                (key, r)
-            });
-        }
-        let done = tokio::select! {
-            done = running.join_next() => done,
-            () = cancel.cancelled() => {
-                running.abort_all();
-                while running.join_next().await.is_some() {}
-                break;
-            }
-        };
-        let Some(done) = done else { break };
-        let Ok((key, result)) = done else { continue };
-        if let Some(f) = &deriver.fetcher {
-            f.resolved(&key);
-        }
+    let work = |key: ChunkKey| {
+        let deriver = deriver.clone();
+        async move { deriver.day(&key).await.map_err(Arc::new) }
+    };
+    let done = |key: ChunkKey, result: Result<DayBars, Arc<BarsError>>| {
         match &result {
             Ok(d) => {
                 info!(event = "chunk", chunk = %key, tier = d.source.as_str(), "{key}: bars from {}", d.source);
@@ -282,7 +255,9 @@ async fn resolve_days(
             Err(e) => reporter.chunk_failed(&key, &crate::error::chain(e.as_ref())),
         }
         results.insert(key, result);
-    }
+    };
+    let fetcher = deriver.fetcher.as_deref();
+    for_each_chunk(plan, fetcher, concurrency, cancel, || false, work, done).await;
     results
 }
 

@@ -60,38 +60,72 @@ pub(crate) async fn resolve_all(
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> Results {
+    let mut results = Results::new();
+    let spent = || budget.is_some_and(|b| b.spent());
+    let work = |key: ChunkKey| {
+        let tiered = tiered.clone();
+        async move {
+            let started = Instant::now();
+            let r = tiered.resolve(&key).await;
+            (r, started.elapsed().as_secs_f64())
+        }
+    };
+    let done = |key: ChunkKey, (result, seconds): (Result<Resolved, Arc<ResolveError>>, f64)| {
+        match &result {
+            Ok(r) => {
+                log_chunk(&key, r, seconds);
+                reporter.chunk_done(&key, r.source, r.downloaded);
+            }
+            Err(e) => reporter.chunk_failed(&key, &crate::error::chain(e.as_ref())),
+        }
+        results.insert(key, result);
+    };
+    for_each_chunk(plan, fetcher, concurrency, cancel, spent, work, done).await;
+    results
+}
+
+/// Runs `work` for every chunk of the plan in plan order (the probes told to the fetcher
+/// first), at most `concurrency` (plus a margin for cache hits, which cost no download slot) at
+/// once, and hands each outcome to `done` as it comes. Stops starting chunks once `stop` says
+/// so (those in flight finish) and drops those in flight when `cancel`led.
+pub(crate) async fn for_each_chunk<T, Fut>(
+    plan: &Plan,
+    fetcher: Option<&Fetcher>,
+    concurrency: usize,
+    cancel: &CancellationToken,
+    stop: impl Fn() -> bool,
+    work: impl Fn(ChunkKey) -> Fut,
+    mut done: impl FnMut(ChunkKey, T),
+) where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     if let Some(f) = fetcher {
         f.set_probes(plan.probes().cloned());
     }
     let mut jobs: Vec<ChunkKey> = plan.requests.iter().map(|(k, _)| k.clone()).collect();
     jobs.reverse();
-    // Cache hits cost no download slot, so keep more lookups going than downloads.
     let width = concurrency.max(4) * 2;
     let mut running = JoinSet::new();
-    let mut results = Results::new();
     loop {
         while running.len() < width
             && !cancel.is_cancelled()
-            && !budget.is_some_and(|b| b.spent())
+            && !stop()
             && let Some(key) = jobs.pop()
         {
-            let tiered = tiered.clone();
-            running.spawn(async move {
-                let started = Instant::now();
-                let r = tiered.resolve(&key).await;
-                (key, r, started.elapsed().as_secs_f64())
-            });
+            let job = work(key.clone());
+            running.spawn(async move { (key, job.await) });
         }
-        let done = tokio::select! {
-            done = running.join_next() => done,
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
             () = cancel.cancelled() => {
                 running.abort_all();
                 while running.join_next().await.is_some() {}
                 break;
             }
         };
-        let Some(done) = done else { break };
-        let (key, result, seconds) = match done {
+        let Some(joined) = joined else { break };
+        let (key, outcome) = match joined {
             Ok(v) => v,
             Err(e) => {
                 warn!("a chunk task failed: {e}");
@@ -101,16 +135,8 @@ pub(crate) async fn resolve_all(
         if let Some(f) = fetcher {
             f.resolved(&key);
         }
-        match &result {
-            Ok(r) => {
-                log_chunk(&key, r, seconds);
-                reporter.chunk_done(&key, r.source, r.downloaded);
-            }
-            Err(e) => reporter.chunk_failed(&key, &crate::error::chain(e.as_ref())),
-        }
-        results.insert(key, result);
+        done(key, outcome);
     }
-    results
 }
 
 /// The `-v` line of a resolved chunk: key, tier, bytes, rows, seconds.
