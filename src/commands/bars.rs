@@ -26,7 +26,7 @@ use crate::metadata::{Freshness, Metadata};
 use crate::model::{BarTime, ChunkKey, Interval, TimeRange, day_start};
 use crate::output::lock::OutputLock;
 use crate::output::target::merged_path;
-use crate::output::{OutputError, OutputResult};
+use crate::output::{OutputError, OutputResult, on_blocking_thread};
 use crate::run::execute::{Written, for_each_chunk};
 use crate::run::exit::RunStatus;
 use crate::run::plan::{Plan, Request};
@@ -409,15 +409,7 @@ impl IntervalJob {
     async fn spawn(self, cancel: &CancellationToken) -> Result<(Vec<OutputResult>, u64), OutputError> {
         let cancel = cancel.clone();
         let started = Instant::now();
-        let done = tokio::task::spawn_blocking(move || self.write(&cancel))
-            .await
-            .unwrap_or_else(|e| {
-                Err(OutputError::Io {
-                    what: "writing",
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(e),
-                })
-            })?;
+        let done = on_blocking_thread(move || self.write(&cancel)).await?;
         for o in &done.0 {
             info!(
                 event = "output",

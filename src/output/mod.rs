@@ -99,6 +99,20 @@ pub enum OutputError {
     },
 }
 
+/// Runs an output's blocking work (encoding, copying, renaming) on tokio's blocking pool; a
+/// task that panicked is an error of writing.
+pub(crate) async fn on_blocking_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, OutputError> + Send + 'static,
+) -> Result<T, OutputError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(OutputError::Io {
+            what: "writing",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })
+    })
+}
+
 impl OutputError {
     pub(crate) fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();

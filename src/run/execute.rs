@@ -24,7 +24,9 @@ use crate::model::{ChunkKey, DataType, TimeRange};
 use crate::output::lock::OutputLock;
 use crate::output::store::{Existing, OutputStore};
 use crate::output::target::{merged_path, request_identity, sorted_symbols, table_root};
-use crate::output::{Order, OutputContext, OutputError, OutputResult, fingerprint, write_merged, write_partitioned};
+use crate::output::{
+    Order, OutputContext, OutputError, OutputResult, fingerprint, on_blocking_thread, write_merged, write_partitioned,
+};
 use crate::settings::{DownloadSettings, OutputSpec};
 use crate::tardis::redact_url;
 
@@ -453,7 +455,7 @@ async fn write_output(
         reporter.writing(&target.display().to_string());
     }
     let cancel_job = cancel.clone();
-    let written = tokio::task::spawn_blocking(move || {
+    let written = on_blocking_thread(move || {
         let cancel = cancel_job;
         let _lock = OutputLock::acquire(&lock_dir, &cancel).map_err(|e| OutputError::io("locking", &lock_dir)(e))?;
         if partitioned {
@@ -462,14 +464,7 @@ async fn write_output(
             write_merged(&ctx, &target, &chunks, &cancel)
         }
     })
-    .await
-    .unwrap_or_else(|e| {
-        Err(OutputError::Io {
-            what: "writing",
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
-    })?;
+    .await?;
     match store {
         Some(store) => store.publish(written, cancel).await,
         None => Ok(written),
